@@ -1,0 +1,1 @@
+"""The HTTP API (MAPI jobs contract), console and metrics endpoints."""

@@ -1,0 +1,1 @@
+"""Job types: one module per type."""

@@ -1,0 +1,1 @@
+"""Storage drivers: the interface and its local and S3 implementations."""

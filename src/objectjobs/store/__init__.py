@@ -1,0 +1,1 @@
+"""Job stores: the interface and its SQL (SQLite, PostgreSQL) implementation."""
