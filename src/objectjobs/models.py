@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     EXAMINING = "EXAMINING"
     PROCESSING = "PROCESSING"
     EXECUTING = "EXECUTING"
@@ -24,14 +24,14 @@ class JobState(str, enum.Enum):
 ACTIVE_STATES = frozenset({JobState.EXAMINING, JobState.PROCESSING, JobState.EXECUTING})
 
 
-class JobType(str, enum.Enum):
+class JobType(enum.StrEnum):
     BATCH_REPLICATE = "BATCH_REPLICATE"
     LIFECYCLE_UPDATE = "LIFECYCLE_UPDATE"
     METRIC_RECONCILIATION = "METRIC_RECONCILIATION"
     TRIGGER_RECONCILIATION = "TRIGGER_RECONCILIATION"
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     """The work phase a task belongs to; each maps to the job state shown while it runs."""
 
     EXAMINE = "EXAMINE"
@@ -47,13 +47,13 @@ class Phase(str, enum.Enum):
         }[self]
 
 
-class TaskState(str, enum.Enum):
+class TaskState(enum.StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     DONE = "DONE"
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"

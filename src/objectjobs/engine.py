@@ -1,0 +1,302 @@
+"""Runs one leased task: the phases of SPEC §3.1 over one key range, with checkpoints.
+
+EXAMINE lists the job's scope once and cuts it into key-range partitions (PROCESS tasks)
+with object and byte totals. PROCESS evaluates each partition (the plan), EXECUTE applies
+it. Every batch of keys ends with a checkpoint that commits, in one transaction, the last
+key handled, the counters it added, the handler's state and the per-object results, so a
+worker that takes over an expired lease resumes exactly where the last commit left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from objectjobs.errors import (
+    AccessDenied,
+    BucketNotFound,
+    JobFailed,
+    TransientStorageError,
+)
+from objectjobs.handler import JobContext, JobHandler, KeyGroup, StorageResolver
+from objectjobs.jobs import handler_for
+from objectjobs.models import JobRecord, JobState, JobType, Phase, Progress, Task
+from objectjobs.ratelimit import TokenBucket
+from objectjobs.retry import backoff_delay, retrying
+from objectjobs.settings import Settings
+from objectjobs.storage.interface import ObjectVersion, Storage
+from objectjobs.store.interface import JobStore, NewTask
+
+log = logging.getLogger("objectjobs.engine")
+
+PAGE_SIZE = 1000
+#: failures are judged against maxFailurePercent once this many objects were attempted
+FAILURE_JUDGEMENT_MIN = 1000
+
+
+class TaskRunner:
+    """Executes claimed tasks for one worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        storage: Storage,
+        target_storage: StorageResolver,
+        worker_id: str,
+        handlers: Mapping[JobType, JobHandler] | None = None,
+    ) -> None:
+        self.handlers = handlers or {}
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.target_storage = target_storage
+        self.worker_id = worker_id
+
+    async def run(self, task: Task) -> None:
+        job = await self.store.get_job(task.job_id)
+        if job is None or not job.state.active:
+            return
+        handler = self.handlers.get(job.job_type) or handler_for(job.job_type)
+        limiter = await self._limiter(job)
+        ctx = JobContext(
+            job=job,
+            task=task,
+            settings=self.settings,
+            store=self.store,
+            storage=self.storage,
+            target_storage=self.target_storage,
+            run_each=self._run_each_factory(),
+            state=dict(task.state_data),
+        )
+        try:
+            if task.phase is Phase.EXAMINE:
+                await self._examine(handler, ctx)
+            elif task.phase is Phase.PROCESS:
+                await self._process(handler, ctx, limiter)
+            else:
+                await self._execute(handler, ctx, limiter)
+        except JobFailed as exc:
+            log.warning("job %s failed: %s", job.id, exc.message, extra={"job_id": job.id})
+            await self.store.finish_job(job.id, JobState.FAILED, reason=exc.message)
+        except (BucketNotFound, AccessDenied) as exc:
+            reason = f"{exc.code}: {exc.message}"
+            log.warning("job %s failed: %s", job.id, reason, extra={"job_id": job.id})
+            await self.store.finish_job(job.id, JobState.FAILED, reason=reason)
+
+    # --- phases -------------------------------------------------------------------------
+
+    async def _examine(self, handler: JobHandler, ctx: JobContext) -> None:
+        job, task = ctx.job, ctx.task
+        await handler.prepare(ctx)
+        # Resume from the partitions already created: their boundaries are committed, the
+        # checkpoint is only for visibility, so a takeover never leaves a gap or overlap.
+        existing = await self.store.list_tasks(job.id, Phase.PROCESS)
+        seq = len(existing)
+        part_start = (existing[-1].end_key or "") if existing else ""
+        total_objects = sum(t.objects for t in existing)
+        total_bytes = sum(t.bytes for t in existing)
+        part_objects = part_bytes = 0
+        if existing and existing[-1].end_key is None:
+            # the open-ended last partition exists: only the completion was lost
+            await self._finish_examine(ctx, total_objects, total_bytes)
+            return
+        cut = self.settings.worker.partition_objects
+        async for batch in self._key_groups(handler, ctx, part_start, None):
+            new_tasks: list[NewTask] = []
+            for group in batch:
+                size = sum(v.size for v in group if not v.is_delete_marker)
+                part_objects += len(group)
+                part_bytes += size
+                if part_objects >= cut:
+                    key = group[0].key
+                    new_tasks.append(NewTask(seq, part_start, key, part_objects, part_bytes))
+                    total_objects += part_objects
+                    total_bytes += part_bytes
+                    seq, part_start, part_objects, part_bytes = seq + 1, key, 0, 0
+            if new_tasks:
+                await self.store.add_tasks(job.id, Phase.PROCESS, new_tasks)
+            await self.store.checkpoint(
+                task.id, self.worker_id, key=batch[-1][0].key, progress=Progress()
+            )
+        # the last partition is open-ended: keys written after the listing still fall in one
+        await self.store.add_tasks(
+            job.id, Phase.PROCESS, [NewTask(seq, part_start, None, part_objects, part_bytes)]
+        )
+        await self._finish_examine(ctx, total_objects + part_objects, total_bytes + part_bytes)
+
+    async def _finish_examine(self, ctx: JobContext, objects: int, size: int) -> None:
+        await self.store.update_job(ctx.job.id, totals={"objects": objects, "bytes": size})
+        await self.store.complete_task(ctx.task.id, self.worker_id, next_state=JobState.PROCESSING)
+
+    async def _process(
+        self, handler: JobHandler, ctx: JobContext, limiter: TokenBucket | None
+    ) -> None:
+        job, task = ctx.job, ctx.task
+        plan: dict[str, list[int]] = ctx.state.setdefault("plan", {})
+        count_processed = ctx.dry_run or handler.processed_in_plan
+        start = task.checkpoint if task.checkpoint is not None else task.start_key
+        async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
+            decided = await handler.plan(ctx, batch)
+            for action, (objects, size) in decided.actions.items():
+                slot = plan.setdefault(action, [0, 0])
+                slot[0] += objects
+                slot[1] += size
+            progress = Progress(processed=decided.evaluated) if count_processed else Progress()
+            await self.store.checkpoint(
+                task.id,
+                self.worker_id,
+                key=batch[-1][0].key,
+                progress=progress,
+                state_data=ctx.state,
+            )
+        if ctx.dry_run:
+            next_state = JobState.COMPLETE
+        else:
+            await self.store.add_tasks(job.id, Phase.EXECUTE, handler.execute_tasks(task))
+            next_state = JobState.EXECUTING
+        if next_state is JobState.COMPLETE and await self._over_failure_threshold(job.id):
+            return
+        if await self.store.complete_task(task.id, self.worker_id, next_state=next_state):
+            await self._publish_plan(job.id)
+
+    async def _execute(
+        self, handler: JobHandler, ctx: JobContext, limiter: TokenBucket | None
+    ) -> None:
+        job, task = ctx.job, ctx.task
+        whole = await handler.execute_whole(ctx)
+        if whole is not None:
+            await self.store.checkpoint(
+                task.id, self.worker_id, key=None, progress=whole.progress, results=whole.results
+            )
+        else:
+            start = task.checkpoint if task.checkpoint is not None else task.start_key
+            async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
+                done = await handler.execute(ctx, batch)
+                await self.store.checkpoint(
+                    task.id,
+                    self.worker_id,
+                    key=batch[-1][0].key,
+                    progress=done.progress,
+                    state_data=ctx.state,
+                    results=done.results,
+                )
+                if await self._over_failure_threshold(job.id):
+                    return
+        if await self._over_failure_threshold(job.id):
+            return
+        await self.store.complete_task(task.id, self.worker_id, next_state=JobState.COMPLETE)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def _publish_plan(self, job_id: int) -> None:
+        plan: dict[str, dict[str, int]] = {}
+        for done in await self.store.list_tasks(job_id, Phase.PROCESS):
+            for action, (objects, size) in done.state_data.get("plan", {}).items():
+                slot = plan.setdefault(action, {"objects": 0, "bytes": 0})
+                slot["objects"] += objects
+                slot["bytes"] += size
+        await self.store.update_job(job_id, plan=plan)
+
+    async def _over_failure_threshold(self, job_id: int) -> bool:
+        """End the job FAILED when failures exceed maxFailurePercent, judged once 1000
+        objects (or, in a smaller job, all of them) were attempted."""
+        job = await self.store.get_job(job_id)
+        if job is None or not job.state.active:
+            return True
+        attempted = job.processed + job.failed
+        scope = (job.totals or {}).get("objects", 0)
+        if job.failed == 0 or attempted < min(FAILURE_JUDGEMENT_MIN, max(scope, 1)):
+            return False
+        limit = float(job.params.get("maxFailurePercent", "50"))
+        percent = 100.0 * job.failed / attempted
+        if percent <= limit:
+            return False
+        reason = (
+            f"{job.failed} of {attempted} objects failed ({percent:.1f}%), "
+            f"above maxFailurePercent={limit:g}"
+        )
+        await self.store.finish_job(job_id, JobState.FAILED, reason=reason)
+        return True
+
+    async def _limiter(self, job: JobRecord) -> TokenBucket | None:
+        rate = job.params.get("objectsPerSecond")
+        if not rate:
+            return None
+        running = [
+            t
+            for t in await self.store.list_tasks(job.id)
+            if t.lease_owner and t.state.value == "RUNNING"
+        ]
+        return TokenBucket(float(rate) / max(1, len(running)))
+
+    async def _key_groups(
+        self,
+        handler: JobHandler,
+        ctx: JobContext,
+        start_after: str,
+        end_key: str | None,
+        limiter: TokenBucket | None = None,
+    ) -> AsyncIterator[list[KeyGroup]]:
+        """Batches of whole keys (all versions of a key together) in key order, strictly
+        after ``start_after`` and up to ``end_key``; a transient listing error restarts the
+        listing after the last key yielded, with backoff."""
+        storage, bucket = ctx.storage, ctx.job.bucket
+        lister = storage.list_versions if handler.listing == "versions" else storage.list_objects
+        batch_cap = PAGE_SIZE
+        if limiter is not None:
+            batch_cap = max(1, min(PAGE_SIZE, int(float(ctx.params["objectsPerSecond"]) / 4)))
+        resume, failures = start_after, 0
+        while True:
+            pending: list[ObjectVersion] = []
+            try:
+                async for page in lister(
+                    bucket,
+                    prefix=ctx.prefix,
+                    start_after=resume,
+                    end_key=end_key,
+                    page_size=PAGE_SIZE,
+                ):
+                    groups: list[KeyGroup] = []
+                    for version in page:
+                        if pending and pending[0].key != version.key:
+                            groups.append(pending)
+                            pending = []
+                        pending.append(version)
+                    for i in range(0, len(groups), batch_cap):
+                        chunk = groups[i : i + batch_cap]
+                        if limiter is not None:
+                            await limiter.acquire(sum(len(g) for g in chunk))
+                        yield chunk
+                        resume = chunk[-1][0].key
+                    failures = 0
+                if pending:
+                    if limiter is not None:
+                        await limiter.acquire(len(pending))
+                    yield [pending]
+                return
+            except TransientStorageError as exc:
+                failures += 1
+                if failures > self.settings.worker.retries:
+                    raise JobFailed(f"listing {bucket} kept failing: {exc.message}") from exc
+                await asyncio.sleep(backoff_delay(failures, self.settings.worker.retry_base_s))
+
+    def _run_each_factory(
+        self,
+    ) -> Callable[[Callable[[Any], Awaitable[Any]], Sequence[Any]], Awaitable[list[Any]]]:
+        concurrency = self.settings.worker.concurrency
+        retries = self.settings.worker.retries
+        base_s = self.settings.worker.retry_base_s
+
+        async def run_each(fn: Callable[[Any], Awaitable[Any]], items: Sequence[Any]) -> list[Any]:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(item: Any) -> Any:
+                async with gate:
+                    return await retrying(lambda: fn(item), retries=retries, base_s=base_s)
+
+            return list(await asyncio.gather(*(one(i) for i in items), return_exceptions=True))
+
+        return run_each

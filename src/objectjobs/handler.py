@@ -1,0 +1,133 @@
+"""What a job type implements, and the context the engine hands it.
+
+The engine owns the phases, leases, checkpoints, retries, rate limit and progress; a job type
+only says how to evaluate a key's versions (PROCESS) and how to act on them (EXECUTE).
+Entries always reach a handler grouped by key (all versions of one key together, newest
+first), so a checkpoint never splits a key.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from objectjobs.models import JobRecord, NewJob, Progress, ResultRecord, Task
+from objectjobs.settings import Settings
+from objectjobs.storage.interface import ObjectVersion, Storage
+from objectjobs.store.interface import JobStore, NewTask
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+KeyGroup = Sequence[ObjectVersion]
+
+
+@dataclass
+class PlanBatch:
+    """What PROCESS decided for some key groups: action -> [objects, bytes], and how many
+    versions were evaluated."""
+
+    actions: dict[str, list[int]] = field(default_factory=dict)
+    evaluated: int = 0
+
+    def add(self, action: str, size: int, count: int = 1) -> None:
+        slot = self.actions.setdefault(action, [0, 0])
+        slot[0] += count
+        slot[1] += size
+
+
+@dataclass
+class ExecBatch:
+    """What EXECUTE did for some key groups: counters and per-object results."""
+
+    progress: Progress = field(default_factory=Progress)
+    results: list[ResultRecord] = field(default_factory=list)
+
+    def record(self, result: ResultRecord, size: int = 0) -> None:
+        from objectjobs.models import Outcome
+
+        self.results.append(result)
+        if result.outcome is Outcome.FAILED:
+            self.progress += Progress(failed=1)
+        elif result.outcome is Outcome.SKIPPED:
+            self.progress += Progress(processed=1, skipped=1)
+        else:
+            self.progress += Progress(processed=1, bytes=size)
+
+
+StorageResolver = Callable[[str], Storage]
+
+
+@dataclass
+class JobContext:
+    """Everything a handler may use while working on one task of one job."""
+
+    job: JobRecord
+    task: Task
+    settings: Settings
+    store: JobStore
+    storage: Storage
+    #: opens the storage of a named remote target (``targets.<name>``)
+    target_storage: StorageResolver
+    #: runs ``fn`` over items with the worker's per-object concurrency, retrying transient
+    #: storage errors with backoff and jitter, honouring ``objectsPerSecond``
+    run_each: Callable[[Callable[[Any], Awaitable[Any]], Sequence[Any]], Awaitable[list[Any]]]
+    #: the handler's own state for this task (saved with each checkpoint)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, str]:
+        return self.job.params
+
+    @property
+    def prefix(self) -> str:
+        return self.job.params.get("prefix", "")
+
+    @property
+    def dry_run(self) -> bool:
+        return self.job.params.get("dryRun", "false").lower() == "true"
+
+
+class JobHandler(abc.ABC):
+    """One job type's logic. Instances are stateless; per-task state lives in ctx.state."""
+
+    #: "versions" lists every version and delete marker; "objects" current objects only
+    listing: Literal["versions", "objects"] = "versions"
+    #: True when evaluating an object is its whole handling (counting), so PROCESS advances
+    #: ``jobStats.processed``; otherwise only EXECUTE (or a dry run's PROCESS) does
+    processed_in_plan: bool = False
+
+    def validate(self, job: NewJob) -> None:  # noqa: B027 - optional hook
+        """Extra checks at create time beyond parameter syntax (raise InvalidRequest)."""
+
+    async def prepare(self, ctx: JobContext) -> None:  # noqa: B027 - optional hook
+        """Runs at the start of EXAMINING: read configurations and raise JobFailed with a
+        reason if the job cannot run (policy unreadable, no target, ...)."""
+
+    @abc.abstractmethod
+    async def plan(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> PlanBatch:
+        """PROCESSING: decide the action for every version of these keys."""
+
+    @abc.abstractmethod
+    async def execute(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> ExecBatch:
+        """EXECUTING: apply the actions to these keys; never raise for one object's failure
+        (record it), raise only for job-level failures (JobFailed)."""
+
+    def execute_tasks(self, process_task: Task) -> list[NewTask]:
+        """The EXECUTE tasks a finished PROCESS task leads to: by default the same range."""
+        return [
+            NewTask(
+                seq=process_task.seq,
+                start_key=process_task.start_key,
+                end_key=process_task.end_key,
+                objects=process_task.objects,
+                bytes=process_task.bytes,
+            )
+        ]
+
+    async def execute_whole(self, ctx: JobContext) -> ExecBatch | None:
+        """For handlers whose EXECUTE is one job-wide step instead of per-key work: return
+        its outcome; None (the default) means per-key ``execute`` over the task's range."""
+        return None

@@ -1,0 +1,137 @@
+"""A worker: claims leased tasks, runs them, keeps their leases alive, stops cancelled ones.
+
+Runs inside ``objectjobs serve`` or alone as ``objectjobs worker``; any number of workers on
+any number of nodes share one job store. A lease that stops being renewed (a killed worker)
+expires and another worker takes the task over from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+
+from objectjobs.engine import TaskRunner
+from objectjobs.errors import JobStoreError, LeaseLost, ObjectJobsError
+from objectjobs.handler import JobHandler
+from objectjobs.models import JobType, Task
+from objectjobs.settings import Settings
+from objectjobs.storage.interface import Storage
+from objectjobs.store.interface import JobStore
+
+log = logging.getLogger("objectjobs.worker")
+
+#: how often running tasks are checked for cancellation (SPEC: stop within about a second)
+CANCEL_POLL_S = 0.5
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        storage: Storage,
+        *,
+        worker_id: str | None = None,
+        handlers: Mapping[JobType, JobHandler] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._targets: dict[str, Storage] = {}
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self.runner = TaskRunner(
+            settings, store, storage, self._target_storage, self.worker_id, handlers
+        )
+        # tasks run in parallel per worker; each runs up to worker.concurrency object ops
+        self.max_tasks = max(1, min(8, settings.worker.concurrency // 4 or 1))
+
+    def _target_storage(self, name: str) -> Storage:
+        if name not in self._targets:
+            # imported here: the core names no driver; wiring is the one place that does
+            from objectjobs.wiring import open_target_storage
+
+            self._targets[name] = open_target_storage(self.settings, name)
+        return self._targets[name]
+
+    async def run(self) -> None:
+        """Work until cancelled; on cancellation, stop running tasks (their leases lapse and
+        another worker resumes them)."""
+        log.info("worker %s started", self.worker_id)
+        watcher = asyncio.create_task(self._watch_leases())
+        try:
+            while True:
+                claimed = await self._fill()
+                if not claimed:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.settings.worker.poll_s)
+        finally:
+            watcher.cancel()
+            for task in self._running.values():
+                task.cancel()
+            await asyncio.gather(watcher, *self._running.values(), return_exceptions=True)
+            for target in self._targets.values():
+                await target.close()
+            log.info("worker %s stopped", self.worker_id)
+
+    async def _fill(self) -> bool:
+        claimed = False
+        while len(self._running) < self.max_tasks:
+            try:
+                task = await self.store.claim_task(self.worker_id, self.settings.worker.lease_s)
+            except JobStoreError as exc:
+                log.warning("claiming failed: %s", exc.message)
+                return False
+            if task is None:
+                break
+            claimed = True
+            if task.attempts > 0:
+                log.info("took over task %s of job %s", task.id, task.job_id)
+            self._running[task.id] = asyncio.create_task(self._run(task))
+        return claimed
+
+    async def _run(self, task: Task) -> None:
+        try:
+            await self.runner.run(task)
+        except LeaseLost:
+            log.info("lost the lease of task %s of job %s", task.id, task.job_id)
+        except asyncio.CancelledError:
+            log.info("stopped task %s of job %s", task.id, task.job_id)
+        except ObjectJobsError as exc:
+            # the lease lapses and the task is retried, by this worker or another
+            log.warning("task %s of job %s: %s", task.id, task.job_id, exc.message)
+        except Exception:
+            log.exception("task %s of job %s crashed", task.id, task.job_id)
+        finally:
+            self._running.pop(task.id, None)
+            self._wake.set()
+
+    async def _watch_leases(self) -> None:
+        """Renew leases and stop tasks whose job was cancelled or whose lease was lost."""
+        # the heartbeat both renews and reports stops, so it runs at the cancel-poll pace
+        while True:
+            await asyncio.sleep(min(CANCEL_POLL_S, self.settings.worker.heartbeat_s))
+            ids = list(self._running)
+            if not ids:
+                continue
+            try:
+                stop = await self.store.heartbeat(self.worker_id, ids, self.settings.worker.lease_s)
+            except JobStoreError as exc:
+                log.warning("heartbeat failed: %s", exc.message)
+                continue
+            for task_id in stop:
+                running = self._running.get(task_id)
+                if running is not None:
+                    running.cancel()
+
+
+async def run_worker(settings: Settings, store: JobStore, storage: Storage) -> None:
+    """Run one worker until cancelled (``objectjobs worker``)."""
+    await Worker(settings, store, storage).run()

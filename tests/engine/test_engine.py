@@ -1,0 +1,164 @@
+"""The job engine on both job stores: phases, progress, dry run, cancel, failures, retries."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from objectjobs.models import JobState, JobType, Outcome, Phase
+from objectjobs.settings import Settings
+from objectjobs.storage.local import LocalStorage
+from objectjobs.store.interface import JobStore
+
+from .conftest import create_job, ended, running_workers, wait_for
+from .probe import ProbeHandler
+
+
+def fill(root: Path, bucket: str, count: int, size: int = 10) -> int:
+    base = root / bucket
+    base.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for i in range(count):
+        path = base / f"d{i % 7}" / f"obj-{i:05d}"
+        path.parent.mkdir(exist_ok=True)
+        body = b"x" * (size + i % 13)
+        path.write_bytes(body)
+        total += len(body)
+    return total
+
+
+async def test_phases_run_in_order_with_progress_visible(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    fill(local.root, "b1", 1200)
+    job = await create_job(store, owner, "b1", objectsPerSecond="1500")
+    seen: list[tuple[JobState, int]] = []
+    async with running_workers(settings, store, local):
+        while True:
+            current = await store.get_job(job.id)
+            assert current is not None
+            seen.append((current.state, current.processed))
+            if ended(current):
+                break
+            await asyncio.sleep(0.02)
+    states = [s for s, _ in seen]
+    order = [JobState.EXAMINING, JobState.PROCESSING, JobState.EXECUTING, JobState.COMPLETE]
+    assert [order.index(s) for s in states] == sorted(order.index(s) for s in states)
+    assert states[-1] is JobState.COMPLETE
+    assert JobState.PROCESSING in states
+    # progress was visible in the middle of the job, not only at the end
+    assert any(0 < p < 1200 for s, p in seen if s is JobState.PROCESSING)
+    final = await store.get_job(job.id)
+    assert final is not None and final.processed == 1200 and final.failed == 0
+    assert final.totals == {"objects": 1200, "bytes": final.totals["bytes"]}
+    assert final.complete_time is not None
+    # 1200 objects cut at 400 per partition: several PROCESS tasks, one EXAMINE
+    assert len(await store.list_tasks(job.id, Phase.EXAMINE)) == 1
+    assert len(await store.list_tasks(job.id, Phase.PROCESS)) >= 3
+
+
+async def test_dry_run_ends_after_processing_and_changes_nothing(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    fill(local.root, "b2", 50)
+    handler = ProbeHandler()
+    job = await create_job(store, owner, "b2", JobType.BATCH_REPLICATE, dryRun="true")
+    async with running_workers(settings, store, local, handlers={JobType.BATCH_REPLICATE: handler}):
+        final = await wait_for(store, job.id)
+    assert final.state is JobState.COMPLETE
+    assert final.processed == 50  # evaluated
+    assert final.plan is not None and final.plan["touch"]["objects"] == 50
+    assert handler.attempts == {}  # nothing executed
+    assert await store.list_tasks(job.id, Phase.EXECUTE) == []
+
+
+async def test_transient_errors_are_retried_to_success(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    fill(local.root, "b3", 30)
+    handler = ProbeHandler(flaky={"d0/obj-00000": 2, "d1/obj-00001": 3})
+    job = await create_job(store, owner, "b3", JobType.BATCH_REPLICATE)
+    async with running_workers(settings, store, local, handlers={JobType.BATCH_REPLICATE: handler}):
+        final = await wait_for(store, job.id)
+    assert final.state is JobState.COMPLETE
+    assert (final.processed, final.failed) == (30, 0)
+    assert handler.attempts["d0/obj-00000"] == 3
+    assert handler.attempts["d1/obj-00001"] == 4
+
+
+async def test_permanent_errors_are_recorded_per_object(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    fill(local.root, "b4", 40)
+    bad = {"d2/obj-00002", "d3/obj-00010"}
+    handler = ProbeHandler(fail=bad)
+    job = await create_job(store, owner, "b4", JobType.BATCH_REPLICATE)
+    async with running_workers(settings, store, local, handlers={JobType.BATCH_REPLICATE: handler}):
+        final = await wait_for(store, job.id)
+    assert final.state is JobState.COMPLETE  # 5% failed, under the default 50%
+    assert (final.processed, final.failed) == (38, 2)
+    failed = await store.list_results(job.id, outcome="FAILED")
+    assert {r.key for _, r in failed} == bad
+    assert all(r.error_code == "AccessDenied" and r.outcome is Outcome.FAILED for _, r in failed)
+    assert all(handler.attempts[k] == 1 for k in bad)  # permanent: not retried
+
+
+async def test_failure_threshold_turns_the_job_failed_with_a_reason(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    fill(local.root, "b5", 20)
+    handler = ProbeHandler(fail={f"d{i % 7}/obj-{i:05d}" for i in range(12)})
+    job = await create_job(store, owner, "b5", JobType.BATCH_REPLICATE, maxFailurePercent="25")
+    async with running_workers(settings, store, local, handlers={JobType.BATCH_REPLICATE: handler}):
+        final = await wait_for(store, job.id)
+    assert final.state is JobState.FAILED
+    assert final.complete_time is not None
+    assert any("maxFailurePercent=25" in r for r in final.failure_reasons)
+
+
+async def test_cancel_stops_the_work_promptly(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    fill(local.root, "b6", 2000)
+    job = await create_job(store, owner, "b6", objectsPerSecond="400")
+    async with running_workers(settings, store, local):
+        await wait_for(store, job.id, lambda j: j.processed > 0)
+        cancelled = await store.request_cancel(job.id)
+        assert cancelled.state is JobState.CANCELLED
+        # within about a second no task of the job is running any more, on any worker
+        await asyncio.sleep(1.5)
+        frozen = await store.get_job(job.id)
+        assert frozen is not None
+        await asyncio.sleep(1.0)
+        later = await store.get_job(job.id)
+    assert later is not None and frozen.processed == later.processed < 2000
+    assert later.state is JobState.CANCELLED and later.complete_time is not None
+
+
+async def test_missing_bucket_fails_the_job_with_the_reason(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    job = await create_job(store, owner, "no-such-bucket")
+    async with running_workers(settings, store, local):
+        final = await wait_for(store, job.id)
+    assert final.state is JobState.FAILED
+    assert any("NoSuchBucket" in r for r in final.failure_reasons)
+
+
+async def test_many_workers_share_one_job(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    fill(local.root, "b7", 3000)
+    handler = ProbeHandler()
+    job = await create_job(store, owner, "b7", JobType.BATCH_REPLICATE, objectsPerSecond="3000")
+    async with running_workers(
+        settings, store, local, count=3, handlers={JobType.BATCH_REPLICATE: handler}
+    ):
+        final = await wait_for(store, job.id)
+    assert (final.state, final.processed, final.failed) == (JobState.COMPLETE, 3000, 0)
+    owners = {t.lease_owner for t in await store.list_tasks(job.id, Phase.EXECUTE)}
+    assert len(owners) > 1
+    assert sorted(handler.attempts) == sorted(
+        f"d{i % 7}/obj-{i:05d}" for i in range(3000)
+    )  # every object exactly once
+    assert set(handler.attempts.values()) == {1}
