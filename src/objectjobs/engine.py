@@ -20,7 +20,7 @@ from objectjobs.errors import (
     JobFailed,
     TransientStorageError,
 )
-from objectjobs.handler import JobContext, JobHandler, KeyGroup, StorageResolver
+from objectjobs.handler import JobContext, JobHandler, KeyGroup, PlanBatch, StorageResolver
 from objectjobs.jobs import handler_for
 from objectjobs.models import JobRecord, JobState, JobType, Phase, Progress, Task
 from objectjobs.ratelimit import TokenBucket
@@ -122,9 +122,8 @@ class TaskRunner:
                 task.id, self.worker_id, key=batch[-1][0].key, progress=Progress()
             )
         # the last partition is open-ended: keys written after the listing still fall in one
-        await self.store.add_tasks(
-            job.id, Phase.PROCESS, [NewTask(seq, part_start, None, part_objects, part_bytes)]
-        )
+        last = NewTask(seq, part_start, None, part_objects, part_bytes)
+        await self.store.add_tasks(job.id, Phase.PROCESS, [*handler.extra_tasks(), last])
         await self._finish_examine(ctx, total_objects + part_objects, total_bytes + part_bytes)
 
     async def _finish_examine(self, ctx: JobContext, objects: int, size: int) -> None:
@@ -137,21 +136,31 @@ class TaskRunner:
         job, task = ctx.job, ctx.task
         plan: dict[str, list[int]] = ctx.state.setdefault("plan", {})
         count_processed = ctx.dry_run or handler.processed_in_plan
-        start = task.checkpoint if task.checkpoint is not None else task.start_key
-        async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
-            decided = await handler.plan(ctx, batch)
+
+        def add_to_plan(decided: PlanBatch) -> Progress:
             for action, (objects, size) in decided.actions.items():
                 slot = plan.setdefault(action, [0, 0])
                 slot[0] += objects
                 slot[1] += size
-            progress = Progress(processed=decided.evaluated) if count_processed else Progress()
+            return Progress(processed=decided.evaluated) if count_processed else Progress()
+
+        whole = await handler.plan_whole(ctx)
+        if whole is not None:
+            progress = add_to_plan(whole)
             await self.store.checkpoint(
-                task.id,
-                self.worker_id,
-                key=batch[-1][0].key,
-                progress=progress,
-                state_data=ctx.state,
+                task.id, self.worker_id, key=None, progress=progress, state_data=ctx.state
             )
+        else:
+            start = task.checkpoint if task.checkpoint is not None else task.start_key
+            async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
+                progress = add_to_plan(await handler.plan(ctx, batch))
+                await self.store.checkpoint(
+                    task.id,
+                    self.worker_id,
+                    key=batch[-1][0].key,
+                    progress=progress,
+                    state_data=ctx.state,
+                )
         if ctx.dry_run:
             next_state = JobState.COMPLETE
         else:
@@ -159,8 +168,7 @@ class TaskRunner:
             next_state = JobState.EXECUTING
         if next_state is JobState.COMPLETE and await self._over_failure_threshold(job.id):
             return
-        if await self.store.complete_task(task.id, self.worker_id, next_state=next_state):
-            await self._publish_plan(job.id)
+        await self.store.complete_task(task.id, self.worker_id, next_state=next_state)
 
     async def _execute(
         self, handler: JobHandler, ctx: JobContext, limiter: TokenBucket | None
@@ -190,15 +198,6 @@ class TaskRunner:
         await self.store.complete_task(task.id, self.worker_id, next_state=JobState.COMPLETE)
 
     # --- helpers ------------------------------------------------------------------------
-
-    async def _publish_plan(self, job_id: int) -> None:
-        plan: dict[str, dict[str, int]] = {}
-        for done in await self.store.list_tasks(job_id, Phase.PROCESS):
-            for action, (objects, size) in done.state_data.get("plan", {}).items():
-                slot = plan.setdefault(action, {"objects": 0, "bytes": 0})
-                slot["objects"] += objects
-                slot["bytes"] += size
-        await self.store.update_job(job_id, plan=plan)
 
     async def _over_failure_threshold(self, job_id: int) -> bool:
         """End the job FAILED when failures exceed maxFailurePercent, judged once 1000
@@ -269,12 +268,14 @@ class TaskRunner:
                         chunk = groups[i : i + batch_cap]
                         if limiter is not None:
                             await limiter.acquire(sum(len(g) for g in chunk))
+                        ctx.batch_after = resume
                         yield chunk
                         resume = chunk[-1][0].key
                     failures = 0
                 if pending:
                     if limiter is not None:
                         await limiter.acquire(len(pending))
+                    ctx.batch_after = resume
                     yield [pending]
                 return
             except TransientStorageError as exc:

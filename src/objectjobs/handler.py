@@ -76,6 +76,9 @@ class JobContext:
     run_each: Callable[[Callable[[Any], Awaitable[Any]], Sequence[Any]], Awaitable[list[Any]]]
     #: the handler's own state for this task (saved with each checkpoint)
     state: dict[str, Any] = field(default_factory=dict)
+    #: exclusive lower bound of the keys in the batch being handled: the batch covers the
+    #: key range (batch_after, last key of the batch], e.g. to list a target over it
+    batch_after: str = ""
 
     @property
     def params(self) -> dict[str, str]:
@@ -99,8 +102,11 @@ class JobHandler(abc.ABC):
     #: ``jobStats.processed``; otherwise only EXECUTE (or a dry run's PROCESS) does
     processed_in_plan: bool = False
 
-    def validate(self, job: NewJob) -> None:  # noqa: B027 - optional hook
-        """Extra checks at create time beyond parameter syntax (raise InvalidRequest)."""
+    async def validate(  # noqa: B027 - optional hook
+        self, job: NewJob, storage: Storage, settings: Settings
+    ) -> None:
+        """Extra checks at create time beyond parameter syntax, e.g. that a target or a
+        notification ARN resolves (raise InvalidRequest; storage errors propagate)."""
 
     async def prepare(self, ctx: JobContext) -> None:  # noqa: B027 - optional hook
         """Runs at the start of EXAMINING: read configurations and raise JobFailed with a
@@ -114,6 +120,17 @@ class JobHandler(abc.ABC):
     async def execute(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> ExecBatch:
         """EXECUTING: apply the actions to these keys; never raise for one object's failure
         (record it), raise only for job-level failures (JobFailed)."""
+
+    def extra_tasks(self) -> list[NewTask]:
+        """PROCESS tasks beyond the key-range partitions, added when EXAMINING ends, for
+        job-wide work such as multipart uploads. Give them negative ``seq`` numbers; their
+        work is done by ``plan_whole`` and ``execute_whole``."""
+        return []
+
+    async def plan_whole(self, ctx: JobContext) -> PlanBatch | None:
+        """For a PROCESS task that is one job-wide step instead of per-key work (see
+        ``extra_tasks``): return its plan; None (the default) means per-key ``plan``."""
+        return None
 
     def execute_tasks(self, process_task: Task) -> list[NewTask]:
         """The EXECUTE tasks a finished PROCESS task leads to: by default the same range."""

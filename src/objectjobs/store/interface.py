@@ -185,7 +185,11 @@ class JobStore(abc.ABC):
     ) -> bool:
         """Mark the task DONE. If it was the job's last unfinished task of its phase, move
         the job to ``next_state`` (a later active state, or COMPLETE) atomically and return
-        True; otherwise return False. LeaseLost if the lease is gone."""
+        True; otherwise return False. LeaseLost if the lease is gone.
+
+        When it moves a job on from PROCESSING, the job's ``plan`` is set in the same
+        transaction to the sum of its PROCESS tasks' ``state_data["plan"]`` (action ->
+        ``[objects, bytes]``), so the plan is never missing once the job has moved on."""
 
     @abc.abstractmethod
     async def list_tasks(self, job_id: int, phase: Phase | None = None) -> list[Task]:
@@ -214,7 +218,9 @@ class JobStore(abc.ABC):
     async def get_usage(self, bucket: str) -> UsageRecord | None: ...
 
     @abc.abstractmethod
-    async def put_usage(self, bucket: str, usage: dict[str, Any], job_id: int | None) -> UsageRecord:
+    async def put_usage(
+        self, bucket: str, usage: dict[str, Any], job_id: int | None
+    ) -> UsageRecord:
         """Replace the bucket's stored usage record."""
 
     @abc.abstractmethod
@@ -224,9 +230,7 @@ class JobStore(abc.ABC):
     # --- ledgers -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def ledger_missing(
-        self, ledger: str, keys: Sequence[str]
-    ) -> set[str]:
+    async def ledger_missing(self, ledger: str, keys: Sequence[str]) -> set[str]:
         """Of ``keys``, those not yet recorded in the named ledger (e.g. delivered events)."""
 
     @abc.abstractmethod
