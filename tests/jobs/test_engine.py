@@ -10,8 +10,8 @@ from objectjobs.settings import Settings
 from objectjobs.storage.local import LocalStorage
 from objectjobs.store.interface import JobStore
 
-from .conftest import create_job, ended, running_workers, wait_for
 from .probe import ProbeHandler
+from .support import create_job, ended, running_workers, wait_for
 
 
 def fill(root: Path, bucket: str, count: int, size: int = 10) -> int:

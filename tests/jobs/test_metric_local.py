@@ -9,7 +9,7 @@ from objectjobs.settings import Settings
 from objectjobs.storage.local import LocalStorage
 from objectjobs.store.interface import JobStore
 
-from .conftest import create_job, running_workers, wait_for
+from .support import create_job, running_workers, wait_for
 
 
 async def test_counts_a_local_bucket_exactly_and_records_the_delta(
@@ -40,9 +40,7 @@ async def test_counts_a_local_bucket_exactly_and_records_the_delta(
         2,
         5700,
     )
-    assert after["byStorageClass"] == {
-        "STANDARD": {"objects": 950, "bytes": sum(sizes.values())}
-    }
+    assert after["byStorageClass"] == {"STANDARD": {"objects": 950, "bytes": sum(sizes.values())}}
     assert final.usage is not None and final.usage["before"] is None
     stored = await store.get_usage("m1")
     assert stored is not None and stored.usage == after and stored.job_id == job.id
