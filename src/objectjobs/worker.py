@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from objectjobs.engine import TaskRunner
 from objectjobs.errors import JobStoreError, LeaseLost, ObjectJobsError
@@ -98,6 +98,13 @@ class Worker:
         return claimed
 
     async def _run(self, task: Task) -> None:
+        log.info(
+            "working on task %s (%s #%s) of job %s",
+            task.id,
+            task.phase.value,
+            task.seq,
+            task.job_id,
+        )
         try:
             await self.runner.run(task)
         except LeaseLost:
@@ -130,6 +137,17 @@ class Worker:
                 running = self._running.get(task_id)
                 if running is not None:
                     running.cancel()
+
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Worker]:
+        """Run the worker in the background for the duration of the block."""
+        task = asyncio.create_task(self.run(), name=f"worker {self.worker_id}")
+        try:
+            yield self
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def run_worker(settings: Settings, store: JobStore, storage: Storage) -> None:
