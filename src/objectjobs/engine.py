@@ -22,7 +22,8 @@ from objectjobs.errors import (
 )
 from objectjobs.handler import JobContext, JobHandler, KeyGroup, PlanBatch, StorageResolver
 from objectjobs.jobs import handler_for
-from objectjobs.models import JobRecord, JobState, JobType, Phase, Progress, Task
+from objectjobs.metrics import Metrics
+from objectjobs.models import JobRecord, JobState, JobType, Phase, Progress, ResultRecord, Task
 from objectjobs.ratelimit import TokenBucket
 from objectjobs.retry import backoff_delay, retrying
 from objectjobs.settings import Settings
@@ -47,8 +48,10 @@ class TaskRunner:
         target_storage: StorageResolver,
         worker_id: str,
         handlers: Mapping[JobType, JobHandler] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.handlers = handlers or {}
+        self.metrics = metrics
         self.settings = settings
         self.store = store
         self.storage = storage
@@ -85,11 +88,13 @@ class TaskRunner:
             reason = f"{exc.code}: {exc.message}"
             log.warning("job %s failed: %s", job.id, reason, extra={"job_id": job.id})
             await self.store.finish_job(job.id, JobState.FAILED, reason=reason)
+        finally:
+            await handler.finish(ctx)
 
     # --- phases -------------------------------------------------------------------------
 
     async def _examine(self, handler: JobHandler, ctx: JobContext) -> None:
-        job, task = ctx.job, ctx.task
+        job = ctx.job
         await handler.prepare(ctx)
         # Resume from the partitions already created: their boundaries are committed, the
         # checkpoint is only for visibility, so a takeover never leaves a gap or overlap.
@@ -118,9 +123,7 @@ class TaskRunner:
                     seq, part_start, part_objects, part_bytes = seq + 1, key, 0, 0
             if new_tasks:
                 await self.store.add_tasks(job.id, Phase.PROCESS, new_tasks)
-            await self.store.checkpoint(
-                task.id, self.worker_id, key=batch[-1][0].key, progress=Progress()
-            )
+            await self._checkpoint(ctx, key=batch[-1][0].key, progress=Progress())
         # the last partition is open-ended: keys written after the listing still fall in one
         last = NewTask(seq, part_start, None, part_objects, part_bytes)
         await self.store.add_tasks(job.id, Phase.PROCESS, [*handler.extra_tasks(), last])
@@ -147,19 +150,23 @@ class TaskRunner:
         whole = await handler.plan_whole(ctx)
         if whole is not None:
             progress = add_to_plan(whole)
-            await self.store.checkpoint(
-                task.id, self.worker_id, key=None, progress=progress, state_data=ctx.state
+            await self._checkpoint(
+                ctx,
+                key=None,
+                progress=progress,
+                state_data=ctx.state,
+                results=whole.results,
             )
         else:
             start = task.checkpoint if task.checkpoint is not None else task.start_key
             async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
-                progress = add_to_plan(await handler.plan(ctx, batch))
-                await self.store.checkpoint(
-                    task.id,
-                    self.worker_id,
+                decided = await handler.plan(ctx, batch)
+                await self._checkpoint(
+                    ctx,
                     key=batch[-1][0].key,
-                    progress=progress,
+                    progress=add_to_plan(decided),
                     state_data=ctx.state,
+                    results=decided.results,
                 )
         if ctx.dry_run:
             next_state = JobState.COMPLETE
@@ -176,16 +183,13 @@ class TaskRunner:
         job, task = ctx.job, ctx.task
         whole = await handler.execute_whole(ctx)
         if whole is not None:
-            await self.store.checkpoint(
-                task.id, self.worker_id, key=None, progress=whole.progress, results=whole.results
-            )
+            await self._checkpoint(ctx, key=None, progress=whole.progress, results=whole.results)
         else:
             start = task.checkpoint if task.checkpoint is not None else task.start_key
             async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
                 done = await handler.execute(ctx, batch)
-                await self.store.checkpoint(
-                    task.id,
-                    self.worker_id,
+                await self._checkpoint(
+                    ctx,
                     key=batch[-1][0].key,
                     progress=done.progress,
                     state_data=ctx.state,
@@ -198,6 +202,26 @@ class TaskRunner:
         await self.store.complete_task(task.id, self.worker_id, next_state=JobState.COMPLETE)
 
     # --- helpers ------------------------------------------------------------------------
+
+    async def _checkpoint(
+        self,
+        ctx: JobContext,
+        *,
+        key: str | None,
+        progress: Progress,
+        state_data: dict[str, Any] | None = None,
+        results: Sequence[ResultRecord] = (),
+    ) -> None:
+        await self.store.checkpoint(
+            ctx.task.id,
+            self.worker_id,
+            key=key,
+            progress=progress,
+            state_data=state_data,
+            results=results,
+        )
+        if self.metrics is not None:
+            self.metrics.count_progress(ctx.job.job_type, progress)
 
     async def _over_failure_threshold(self, job_id: int) -> bool:
         """End the job FAILED when failures exceed maxFailurePercent, judged once 1000
@@ -280,6 +304,8 @@ class TaskRunner:
                 return
             except TransientStorageError as exc:
                 failures += 1
+                if self.metrics is not None:
+                    self.metrics.retries.labels("listing").inc()
                 if failures > self.settings.worker.retries:
                     raise JobFailed(f"listing {bucket} kept failing: {exc.message}") from exc
                 await asyncio.sleep(backoff_delay(failures, self.settings.worker.retry_base_s))
@@ -290,13 +316,20 @@ class TaskRunner:
         concurrency = self.settings.worker.concurrency
         retries = self.settings.worker.retries
         base_s = self.settings.worker.retry_base_s
+        metrics = self.metrics
+
+        def on_retry(exc: BaseException) -> None:
+            if metrics is not None:
+                metrics.retries.labels("object").inc()
 
         async def run_each(fn: Callable[[Any], Awaitable[Any]], items: Sequence[Any]) -> list[Any]:
             gate = asyncio.Semaphore(concurrency)
 
             async def one(item: Any) -> Any:
                 async with gate:
-                    return await retrying(lambda: fn(item), retries=retries, base_s=base_s)
+                    return await retrying(
+                        lambda: fn(item), retries=retries, base_s=base_s, on_retry=on_retry
+                    )
 
             return list(await asyncio.gather(*(one(i) for i in items), return_exceptions=True))
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from objectjobs.engine import TaskRunner
 from objectjobs.errors import JobStoreError, LeaseLost, ObjectJobsError
 from objectjobs.handler import JobHandler
+from objectjobs.metrics import Metrics
 from objectjobs.models import JobType, Task
 from objectjobs.settings import Settings
 from objectjobs.storage.interface import Storage
@@ -38,7 +39,9 @@ class Worker:
         *,
         worker_id: str | None = None,
         handlers: Mapping[JobType, JobHandler] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.settings = settings
         self.store = store
         self.storage = storage
@@ -47,7 +50,7 @@ class Worker:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self.runner = TaskRunner(
-            settings, store, storage, self._target_storage, self.worker_id, handlers
+            settings, store, storage, self._target_storage, self.worker_id, handlers, metrics
         )
         # tasks run in parallel per worker; each runs up to worker.concurrency object ops
         self.max_tasks = max(1, min(8, settings.worker.concurrency // 4 or 1))
@@ -92,8 +95,13 @@ class Worker:
             if task is None:
                 break
             claimed = True
+            if task.id in self._running:  # the store never hands a worker its own task
+                log.error("task %s claimed twice by %s", task.id, self.worker_id)
+                continue
             if task.attempts > 0:
                 log.info("took over task %s of job %s", task.id, task.job_id)
+                if self.metrics is not None:
+                    self.metrics.lease_takeovers.inc()
             self._running[task.id] = asyncio.create_task(self._run(task))
         return claimed
 
@@ -121,15 +129,22 @@ class Worker:
             self._wake.set()
 
     async def _watch_leases(self) -> None:
-        """Renew leases and stop tasks whose job was cancelled or whose lease was lost."""
-        # the heartbeat both renews and reports stops, so it runs at the cancel-poll pace
+        """Stop tasks whose job was cancelled or whose lease was lost (polled every half
+        second, read-only) and renew the leases every ``heartbeat_s``."""
+        worker = self.settings.worker
+        since_renewal = 0.0
         while True:
-            await asyncio.sleep(min(CANCEL_POLL_S, self.settings.worker.heartbeat_s))
+            await asyncio.sleep(CANCEL_POLL_S)
+            since_renewal += CANCEL_POLL_S
             ids = list(self._running)
             if not ids:
                 continue
             try:
-                stop = await self.store.heartbeat(self.worker_id, ids, self.settings.worker.lease_s)
+                if since_renewal >= worker.heartbeat_s:
+                    since_renewal = 0.0
+                    stop = await self.store.heartbeat(self.worker_id, ids, worker.lease_s)
+                else:
+                    stop = await self.store.stopped_tasks(self.worker_id, ids)
             except JobStoreError as exc:
                 log.warning("heartbeat failed: %s", exc.message)
                 continue
@@ -137,7 +152,6 @@ class Worker:
                 running = self._running.get(task_id)
                 if running is not None:
                     running.cancel()
-
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Worker]:

@@ -149,15 +149,21 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     async def claim_task(self, worker_id: str, lease_s: float) -> Task | None:
-        """Lease one runnable task: PENDING, or RUNNING with an expired lease (a takeover,
-        which increments ``attempts``), of an active job whose state matches the task's
-        phase. Oldest job first. Uses ``FOR UPDATE SKIP LOCKED`` where the database has
-        it. None when there is nothing to do."""
+        """Lease one runnable task: PENDING, or RUNNING with an expired lease held by
+        another worker (a takeover, which increments ``attempts``; a worker never takes
+        over its own task, which it may still be running), of an active job whose state
+        matches the task's phase. Oldest job first. Uses ``FOR UPDATE SKIP LOCKED`` where
+        the database has it. None when there is nothing to do."""
 
     @abc.abstractmethod
     async def heartbeat(self, worker_id: str, task_ids: Sequence[int], lease_s: float) -> set[int]:
         """Extend the worker's leases. Returns the ids of tasks the worker must stop: lease
         lost to another worker, task gone, or job no longer active (cancelled, failed)."""
+
+    @abc.abstractmethod
+    async def stopped_tasks(self, worker_id: str, task_ids: Sequence[int]) -> set[int]:
+        """Read-only: of the worker's tasks, those it must stop (as ``heartbeat`` reports
+        them) without renewing any lease. Cheap enough to poll every half second."""
 
     @abc.abstractmethod
     async def checkpoint(
