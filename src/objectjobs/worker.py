@@ -19,7 +19,7 @@ from objectjobs.engine import TaskRunner
 from objectjobs.errors import JobStoreError, LeaseLost, ObjectJobsError
 from objectjobs.handler import JobHandler
 from objectjobs.metrics import Metrics
-from objectjobs.models import JobType, Task
+from objectjobs.models import JobState, JobType, Task
 from objectjobs.settings import Settings
 from objectjobs.storage.interface import Storage
 from objectjobs.store.interface import JobStore
@@ -28,6 +28,8 @@ log = logging.getLogger("objectjobs.worker")
 
 #: how often running tasks are checked for cancellation (SPEC: stop within about a second)
 CANCEL_POLL_S = 0.5
+#: a task attempted this many times (failed runs and takeovers) that fails again fails its job
+MAX_TASK_ATTEMPTS = 5
 
 
 class Worker:
@@ -120,13 +122,32 @@ class Worker:
         except asyncio.CancelledError:
             log.info("stopped task %s of job %s", task.id, task.job_id)
         except ObjectJobsError as exc:
-            # the lease lapses and the task is retried, by this worker or another
             log.warning("task %s of job %s: %s", task.id, task.job_id, exc.message)
-        except Exception:
+            await self._give_back(task, exc.message)
+        except Exception as exc:
             log.exception("task %s of job %s crashed", task.id, task.job_id)
+            await self._give_back(task, f"internal error: {exc!r}")
         finally:
             self._running.pop(task.id, None)
             self._wake.set()
+
+    async def _give_back(self, task: Task, reason: str) -> None:
+        """Retry a failed task later (any worker, with backoff), or fail its job once the
+        task has failed MAX_TASK_ATTEMPTS times."""
+        try:
+            if task.attempts + 1 >= MAX_TASK_ATTEMPTS:
+                await self.store.finish_job(
+                    task.job_id,
+                    JobState.FAILED,
+                    reason=f"{task.phase.value} task #{task.seq} failed "
+                    f"{MAX_TASK_ATTEMPTS} times; last error: {reason}",
+                )
+            else:
+                base = 10 * self.settings.worker.retry_base_s
+                delay = min(60.0, base * 2.0**task.attempts)
+                await self.store.release_task(task.id, self.worker_id, retry_in_s=delay)
+        except ObjectJobsError as exc:  # the lease lapses; another worker will take it
+            log.warning("could not give back task %s: %s", task.id, exc.message)
 
     async def _watch_leases(self) -> None:
         """Stop tasks whose job was cancelled or whose lease was lost (polled every half

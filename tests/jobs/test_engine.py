@@ -162,3 +162,40 @@ async def test_many_workers_share_one_job(
     assert sorted(handler.attempts) == sorted(f"d{i % 7}/obj-{i:05d}" for i in range(3000))
     if not any(t.attempts for t in executed):
         assert set(handler.attempts.values()) == {1}
+
+
+class _BrokenOnce(ProbeHandler):
+    """Raises an unexpected error in PROCESSING the first ``times`` times."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.times = times
+
+    async def plan(self, ctx, groups):  # type: ignore[no-untyped-def]
+        if self.times > 0:
+            self.times -= 1
+            raise RuntimeError("bug in a handler")
+        return await super().plan(ctx, groups)
+
+
+async def test_a_failed_task_run_is_retried_by_the_same_single_worker(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    fill(local.root, "b8", 30)
+    handler = _BrokenOnce(times=2)
+    job = await create_job(store, owner, "b8", JobType.BATCH_REPLICATE)
+    async with running_workers(settings, store, local, handlers={JobType.BATCH_REPLICATE: handler}):
+        final = await wait_for(store, job.id)
+    assert (final.state, final.processed) == (JobState.COMPLETE, 30)
+
+
+async def test_a_task_that_keeps_failing_fails_its_job_with_the_reason(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    fill(local.root, "b9", 5)
+    job = await create_job(store, owner, "b9", JobType.BATCH_REPLICATE)
+    handlers = {JobType.BATCH_REPLICATE: _BrokenOnce(times=100)}
+    async with running_workers(settings, store, local, handlers=handlers):
+        final = await wait_for(store, job.id)
+    assert final.state is JobState.FAILED
+    assert any("bug in a handler" in r and "5 times" in r for r in final.failure_reasons)

@@ -181,6 +181,12 @@ class JobStore(abc.ABC):
         the worker no longer holds the lease (nothing is written then)."""
 
     @abc.abstractmethod
+    async def release_task(self, task_id: int, worker_id: str, *, retry_in_s: float) -> None:
+        """Give a task back after its run failed: PENDING again, claimable by any worker
+        (this one included) once ``retry_in_s`` has passed, ``attempts`` incremented, its
+        checkpoint kept. LeaseLost if the worker no longer holds the lease."""
+
+    @abc.abstractmethod
     async def add_tasks(self, job_id: int, phase: Phase, tasks: Sequence[NewTask]) -> None:
         """Create tasks of a later phase (EXAMINE creates PROCESS tasks, for example).
         Idempotent per (job, phase, seq): re-adding an existing seq changes nothing."""

@@ -1,0 +1,167 @@
+"""Engines and transactions of the SQL job store: URLs, SQLite pragmas, writer
+serialisation, retries and the translation of database errors into ``objectjobs.errors``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import Table, event, exc, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from objectjobs.errors import ConfigurationError, JobStoreError, JobStoreUnavailable
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock key serialising migrations of nodes starting at once ("objjobs")
+MIGRATION_LOCK = 0x6F626A6A6F6273
+SQLITE_BUSY_TIMEOUT_S = 10.0
+# Deadlocks and serialisation failures are resolved by running the transaction again.
+RETRY_SQLSTATES = frozenset({"40001", "40P01"})
+MAX_ATTEMPTS = 5
+
+
+def async_url(url: str) -> URL:
+    """Map a configured database URL to its async driver (aiosqlite, psycopg 3)."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as e:
+        raise ConfigurationError(f"invalid database URL: {e}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            # every pooled connection would see its own empty database
+            raise ConfigurationError("an in-memory SQLite job store is not supported")
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ConfigurationError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def conflict_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """INSERT supporting ON CONFLICT in the given dialect (both spell it the same)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+class Database:
+    """One async engine plus the rules for running transactions on it.
+
+    Writes on SQLite are serialised in-process by a lock and across processes (the CLI
+    adding a user next to a running server) by ``BEGIN IMMEDIATE`` with a busy timeout, so
+    a write never fails half-way with "database is locked".
+    """
+
+    def __init__(self, url: str, *, pool_size: int) -> None:
+        self.url = async_url(url)
+        self.sqlite = self.url.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.sqlite:
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        else:
+            kwargs.update(
+                pool_size=pool_size, max_overflow=pool_size, connect_args={"connect_timeout": 10}
+            )
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self._writer = self.engine.execution_options(objectjobs_write=True)
+        self._write_lock = asyncio.Lock()
+        if self.sqlite:
+            self._install_sqlite_hooks()
+
+    def _install_sqlite_hooks(self) -> None:
+        sync_engine = self.engine.sync_engine
+
+        @event.listens_for(sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # the driver's own implicit BEGIN is off: the "begin" hook below issues ours
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            for pragma in (
+                "journal_mode=WAL",
+                f"busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}",
+                "synchronous=NORMAL",
+                "foreign_keys=ON",
+            ):
+                cursor.execute(f"PRAGMA {pragma}")
+            cursor.close()
+
+        @event.listens_for(sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get("objectjobs_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool) -> T:
+        """Run ``work`` in one transaction (retried on deadlock), translating errors."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                if write and self.sqlite:
+                    async with self._write_lock:
+                        return await self._once(work, write)
+                return await self._once(work, write)
+            except exc.DBAPIError as e:
+                if _sqlstate(e) in RETRY_SQLSTATES and attempt < MAX_ATTEMPTS:
+                    log.info("job store transaction retried after %s", _sqlstate(e))
+                    await asyncio.sleep(0.01 * attempt)
+                    continue
+                raise translate(e) from e
+            except (exc.SQLAlchemyError, OSError) as e:
+                raise translate(e) from e
+        raise AssertionError("unreachable")
+
+    async def _once(self, work: Callable[[AsyncConnection], Awaitable[T]], write: bool) -> T:
+        engine = self._writer if write else self.engine
+        async with engine.begin() as conn:
+            return await work(conn)
+
+    async def migrate(self) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+
+        def upgrade(sync_conn: Connection) -> None:
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, "head")
+
+        async def work(conn: AsyncConnection) -> None:
+            if self.dialect == "postgresql":
+                # released at commit; a node starting meanwhile waits, then finds head
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+            await conn.run_sync(upgrade)
+
+        try:
+            await self.run(work, write=True)
+        except CommandError as e:  # e.g. the database is at a revision this code lacks
+            raise JobStoreError(f"job store migration failed: {e}") from e
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlstate(e: exc.DBAPIError) -> str | None:
+    return getattr(e.orig, "sqlstate", None)
+
+
+def translate(e: BaseException) -> JobStoreError:
+    """A database or driver exception as the job store error it means."""
+    message = str(getattr(e, "orig", None) or e).strip().splitlines()[0][:300]
+    if isinstance(e, exc.DBAPIError) and _sqlstate(e) in RETRY_SQLSTATES:
+        return JobStoreError(f"job store transaction conflict: {message}")
+    if isinstance(e, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | OSError):
+        return JobStoreUnavailable(f"job store unavailable: {message}")
+    if isinstance(e, exc.DBAPIError) and e.connection_invalidated:
+        return JobStoreUnavailable(f"job store connection lost: {message}")
+    return JobStoreError(f"job store error: {message}")

@@ -1,0 +1,307 @@
+"""Leased tasks: claim, heartbeat, checkpoint, completion.
+
+Each function runs inside one transaction given by the caller. Lock order is always the job
+row before its task rows (PostgreSQL), so cancel, checkpoint and completion never deadlock
+each other. Lease times come from the application clock in UTC; nodes sharing a PostgreSQL
+server are expected to keep their clocks in sync (NTP), as leases are seconds long.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from objectjobs.errors import JobNotFound, LeaseLost
+from objectjobs.models import (
+    ACTIVE_STATES,
+    JobState,
+    Phase,
+    Progress,
+    ResultRecord,
+    Task,
+    TaskState,
+)
+from objectjobs.store.db import conflict_insert
+from objectjobs.store.interface import NewTask
+from objectjobs.store.rows import PHASE_JOB_STATE, PHASE_ORDER, result_row, to_task
+from objectjobs.store.schema import jobs, results, tasks
+
+_ACTIVE = [s.value for s in ACTIVE_STATES]
+_RUNNING = TaskState.RUNNING.value
+
+
+def _job_runs_phase() -> Any:
+    """The task's job is active, not being cancelled, and in the state of the task's phase."""
+    return and_(
+        jobs.c.state == PHASE_JOB_STATE,
+        jobs.c.state.in_(_ACTIVE),
+        jobs.c.cancel_requested.is_(False),
+    )
+
+
+def _runnable(worker_id: str, now: datetime) -> Any:
+    return (
+        select(tasks.c.id)
+        .join(jobs, jobs.c.id == tasks.c.job_id)
+        .where(
+            or_(
+                # a released task waits out its retry delay (lease_until) before anyone claims it
+                and_(
+                    tasks.c.state == TaskState.PENDING.value,
+                    or_(tasks.c.lease_until.is_(None), tasks.c.lease_until < now),
+                ),
+                # a worker never takes over its own task: while it still runs it, its
+                # checkpoints would be accepted alongside those of the new run
+                and_(
+                    tasks.c.state == _RUNNING,
+                    tasks.c.lease_until < now,
+                    tasks.c.lease_owner != worker_id,
+                ),
+            ),
+            _job_runs_phase(),
+        )
+        .order_by(jobs.c.create_time, jobs.c.id, tasks.c.seq, tasks.c.id)
+        .limit(1)
+    )
+
+
+async def any_runnable(conn: AsyncConnection, worker_id: str, now: datetime) -> bool:
+    """Read-only: is there a task ``claim`` would take? (lets idle workers poll without
+    taking SQLite's write lock)"""
+    return (await conn.execute(_runnable(worker_id, now))).first() is not None
+
+
+async def claim(
+    conn: AsyncConnection, worker_id: str, now: datetime, lease_s: float, *, skip_locked: bool
+) -> Task | None:
+    runnable = _runnable(worker_id, now)
+    if skip_locked:
+        # concurrent claimers skip each other's candidate instead of queueing behind it
+        runnable = runnable.with_for_update(skip_locked=True, of=tasks)
+    stmt = (
+        update(tasks)
+        .where(tasks.c.id == runnable.scalar_subquery())
+        .values(
+            state=_RUNNING,
+            lease_owner=worker_id,
+            lease_until=now + timedelta(seconds=lease_s),
+            # a RUNNING task here has an expired lease: this claim is a takeover
+            attempts=tasks.c.attempts + case((tasks.c.state == _RUNNING, 1), else_=0),
+        )
+        .returning(*tasks.c)
+    )
+    row = (await conn.execute(stmt)).mappings().first()
+    return to_task(row) if row is not None else None
+
+
+def _still_ours(worker_id: str, wanted: set[int]) -> Any:
+    return (
+        select(tasks.c.id)
+        .join(jobs, jobs.c.id == tasks.c.job_id)
+        .where(
+            tasks.c.id.in_(wanted),
+            tasks.c.lease_owner == worker_id,
+            tasks.c.state == _RUNNING,
+            _job_runs_phase(),
+        )
+    )
+
+
+async def stopped(conn: AsyncConnection, worker_id: str, task_ids: Sequence[int]) -> set[int]:
+    """Read-only half of ``heartbeat``: the tasks the worker must stop."""
+    wanted = set(task_ids)
+    if not wanted:
+        return set()
+    return wanted - set((await conn.execute(_still_ours(worker_id, wanted))).scalars())
+
+
+async def heartbeat(
+    conn: AsyncConnection, worker_id: str, task_ids: Sequence[int], now: datetime, lease_s: float
+) -> set[int]:
+    if not task_ids:
+        return set()
+    wanted = set(task_ids)
+    still_ours = _still_ours(worker_id, wanted)
+    stmt = (
+        update(tasks)
+        .where(tasks.c.id.in_(still_ours.scalar_subquery()))
+        .values(lease_until=now + timedelta(seconds=lease_s))
+        .returning(tasks.c.id)
+    )
+    kept = set((await conn.execute(stmt)).scalars())
+    return wanted - kept
+
+
+async def _job_of(conn: AsyncConnection, task_id: int) -> int:
+    job_id = (
+        await conn.execute(select(tasks.c.job_id).where(tasks.c.id == task_id))
+    ).scalar_one_or_none()
+    if job_id is None:
+        raise LeaseLost(f"task {task_id} no longer exists")
+    return int(job_id)
+
+
+async def lock_job(conn: AsyncConnection, job_id: int) -> str:
+    state = (
+        await conn.execute(select(jobs.c.state).where(jobs.c.id == job_id).with_for_update())
+    ).scalar_one_or_none()
+    if state is None:
+        raise JobNotFound(f"job {job_id} not found")
+    return str(state)
+
+
+async def checkpoint(
+    conn: AsyncConnection,
+    task_id: int,
+    worker_id: str,
+    *,
+    key: str | None,
+    progress: Progress,
+    state_data: dict[str, Any] | None,
+    results_: Sequence[ResultRecord],
+) -> None:
+    job_id = await _job_of(conn, task_id)
+    if not progress.empty:
+        # job row first (lock order); additions in SQL, so concurrent workers never lose one
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(
+                processed=jobs.c.processed + progress.processed,
+                failed=jobs.c.failed + progress.failed,
+                skipped=jobs.c.skipped + progress.skipped,
+                bytes_done=jobs.c.bytes_done + progress.bytes,
+            )
+        )
+    values: dict[str, Any] = {}
+    if key is not None:
+        values["checkpoint"] = key
+    if state_data is not None:
+        values["state_data"] = state_data
+    owned = (
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id, tasks.c.state == _RUNNING)
+        .values(**values or {"lease_owner": worker_id})
+    )
+    if (await conn.execute(owned)).rowcount != 1:
+        # raising rolls the whole transaction back: the counters above are not kept
+        raise LeaseLost(f"task {task_id} is no longer leased to {worker_id}")
+    if results_:
+        await conn.execute(insert(results), [result_row(job_id, r) for r in results_])
+
+
+async def add_tasks(
+    conn: AsyncConnection, job_id: int, phase: Phase, new: Sequence[NewTask], *, dialect: str
+) -> None:
+    if not new:
+        return
+    rows: list[dict[str, Any]] = [
+        {
+            "job_id": job_id,
+            "phase": phase.value,
+            "seq": t.seq,
+            "start_key": t.start_key,
+            "end_key": t.end_key,
+            "state": TaskState.PENDING.value,
+            "attempts": 0,
+            "objects": t.objects,
+            "bytes": t.bytes,
+            "state_data": {},
+        }
+        for t in new
+    ]
+    stmt = conflict_insert(dialect, tasks).on_conflict_do_nothing(
+        index_elements=["job_id", "phase", "seq"]
+    )
+    await lock_job(conn, job_id)
+    await conn.execute(stmt, rows)
+
+
+async def release(
+    conn: AsyncConnection, task_id: int, worker_id: str, now: datetime, retry_in_s: float
+) -> None:
+    released = (
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id, tasks.c.state == _RUNNING)
+        .values(
+            state=TaskState.PENDING.value,
+            lease_owner=None,
+            lease_until=now + timedelta(seconds=retry_in_s),
+            attempts=tasks.c.attempts + 1,
+        )
+    )
+    if (await conn.execute(released)).rowcount != 1:
+        raise LeaseLost(f"task {task_id} is no longer leased to {worker_id}")
+
+
+async def complete(
+    conn: AsyncConnection,
+    task_id: int,
+    worker_id: str,
+    next_state: JobState | None,
+    now: datetime,
+) -> bool:
+    job_id = await _job_of(conn, task_id)
+    # The job row lock serialises the completions of one job's tasks: of two workers ending
+    # the last two tasks at once, the second sees the first's DONE and advances the job.
+    job_state = await lock_job(conn, job_id)
+    done = (
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id, tasks.c.state == _RUNNING)
+        .values(state=TaskState.DONE.value, lease_until=None)
+        .returning(tasks.c.phase)
+    )
+    phase_value = (await conn.execute(done)).scalar_one_or_none()
+    if phase_value is None:
+        raise LeaseLost(f"task {task_id} is no longer leased to {worker_id}")
+    phase = Phase(phase_value)
+    unfinished = (
+        await conn.execute(
+            select(func.count())
+            .select_from(tasks)
+            .where(
+                tasks.c.job_id == job_id,
+                tasks.c.phase == phase.value,
+                tasks.c.state != TaskState.DONE.value,
+            )
+        )
+    ).scalar_one()
+    if unfinished or job_state != phase.job_state.value:
+        return False
+    if next_state is not None and next_state.value != job_state:
+        values: dict[str, Any] = {"state": next_state.value}
+        if not next_state.active:
+            values["complete_time"] = now
+        if phase is Phase.PROCESS:
+            # published with the phase change, so a job past PROCESSING always has its plan
+            values["plan"] = await _summed_plan(conn, job_id)
+        await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+    return True
+
+
+async def _summed_plan(conn: AsyncConnection, job_id: int) -> dict[str, dict[str, int]]:
+    """The sum of the PROCESS tasks' ``state_data["plan"]`` (action -> [objects, bytes])."""
+    plan: dict[str, dict[str, int]] = {}
+    rows = await conn.scalars(
+        select(tasks.c.state_data).where(
+            tasks.c.job_id == job_id, tasks.c.phase == Phase.PROCESS.value
+        )
+    )
+    for state_data in rows:
+        for action, (objects, size) in ((state_data or {}).get("plan") or {}).items():
+            slot = plan.setdefault(action, {"objects": 0, "bytes": 0})
+            slot["objects"] += int(objects)
+            slot["bytes"] += int(size)
+    return plan
+
+
+async def list_for_job(conn: AsyncConnection, job_id: int, phase: Phase | None) -> list[Task]:
+    stmt = select(tasks).where(tasks.c.job_id == job_id)
+    if phase is not None:
+        stmt = stmt.where(tasks.c.phase == phase.value)
+    stmt = stmt.order_by(PHASE_ORDER, tasks.c.seq)
+    return [to_task(r) for r in (await conn.execute(stmt)).mappings()]
