@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,8 @@ from objectjobs.store.interface import JobStore, NewTask
 log = logging.getLogger("objectjobs.engine")
 
 PAGE_SIZE = 1000
+#: how often the job's rate is measured for describe (objects/s over this window)
+RATE_WINDOW_S = 2.0
 #: failures are judged against maxFailurePercent once this many objects were attempted
 FAILURE_JUDGEMENT_MIN = 1000
 
@@ -51,6 +54,7 @@ class TaskRunner:
         metrics: Metrics | None = None,
     ) -> None:
         self.handlers = handlers or {}
+        self._rate_marks: dict[int, tuple[float, int]] = {}
         self.metrics = metrics
         self.settings = settings
         self.store = store
@@ -222,6 +226,25 @@ class TaskRunner:
         )
         if self.metrics is not None:
             self.metrics.count_progress(ctx.job.job_type, progress)
+        if not progress.empty:
+            await self._measure_rate(ctx.job.id)
+
+    async def _measure_rate(self, job_id: int) -> None:
+        """Every RATE_WINDOW_S, the job's objects/s over the window (job-wide counters, so
+        every worker's share is in it) for describe's rate and ETA."""
+        now = time.monotonic()
+        mark = self._rate_marks.get(job_id)
+        if mark is not None and now - mark[0] < RATE_WINDOW_S:
+            return
+        job = await self.store.get_job(job_id)
+        if job is None:
+            return
+        count = job.processed + job.failed
+        if len(self._rate_marks) > 10_000:  # marks of long-finished jobs: start afresh
+            self._rate_marks.clear()
+        self._rate_marks[job_id] = (now, count)
+        if mark is not None:
+            await self.store.update_job(job_id, rate=(count - mark[1]) / (now - mark[0]))
 
     async def _over_failure_threshold(self, job_id: int) -> bool:
         """End the job FAILED when failures exceed maxFailurePercent, judged once 1000

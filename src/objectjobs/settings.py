@@ -7,6 +7,7 @@ environment after that.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -171,6 +172,8 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     config_env = os.environ.pop("OBJECTJOBS_CONFIG", None)
     try:
         loaded = _Loaded(**{k: v for k, v in overrides.items() if v is not None})
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"configuration file {path} is not valid TOML: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()

@@ -258,7 +258,8 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
             raise _Idempotent(existing)
         if active is not None:
             raise DuplicateActiveJob(
-                f"an active {job.job_type.value} job already runs on bucket {job.bucket!r}",
+                f"job {int(active)} ({job.job_type.value}) is already active on bucket "
+                f"{job.bucket!r} with prefix {job.prefix!r}",
                 job_id=int(active),
             )
         if not owner_exists:

@@ -1,0 +1,118 @@
+"""``objectjobs worker``: a worker alone, as a real process, sharing the job store."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from objectjobs.auth import hash_password
+from objectjobs.cli import app
+from objectjobs.models import JobState, JobType, NewJob
+from objectjobs.settings import load_settings
+from objectjobs.wiring import open_store
+from tests.cli.serving import ServeProcess, clean_env
+
+
+def start_worker(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "objectjobs", "worker"],
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+            env=clean_env(OBJECTJOBS_DATA_DIR=str(data_dir)),
+        )
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            pytest.fail("the worker did not stop on SIGTERM")
+    return proc.returncode
+
+
+async def test_worker_alone_runs_a_job_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    bucket = data_dir / "buckets" / "alone"
+    bucket.mkdir(parents=True)
+    for i in range(7):
+        (bucket / f"obj-{i}").write_bytes(b"x" * i)
+    settings = load_settings(None, data_dir=data_dir)
+    store = await open_store(settings)
+    try:
+        owner = await store.create_user("owner", "operator", hash_password("pw-owner"))
+        job, created = await store.create_job(
+            NewJob(JobType.METRIC_RECONCILIATION, "alone", {}, owner.id)
+        )
+        assert created
+        log = tmp_path / "worker.log"
+        proc = start_worker(data_dir, log)
+        try:
+            deadline = time.monotonic() + 60
+            record = job
+            while record.state.active and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                await asyncio.sleep(0.2)
+                found = await store.get_job(job.id)
+                assert found is not None
+                record = found
+        finally:
+            code = stop_worker(proc)
+        assert record.state is JobState.COMPLETE, log.read_text()
+        assert record.processed == 7
+        assert code == 0, log.read_text()
+        text = log.read_text()
+        assert "worker stopped" in text
+        assert "Traceback" not in text
+    finally:
+        await store.close()
+
+
+def wait_started(proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while "worker started" not in log.read_text():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def worker_on_served(served: ServeProcess, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A second worker next to serve's embedded one, on the same SQLite job store."""
+    log = tmp_path / "worker.log"
+    proc = start_worker(served.data_dir, log)
+    wait_started(proc, log)
+    yield proc
+    assert stop_worker(proc) == 0, log.read_text()
+
+
+def test_watch_until_complete(
+    served: ServeProcess, bucket: str, worker_on_served: subprocess.Popen[bytes]
+) -> None:
+    env = {
+        "OBJECTJOBS_URL": served.url,
+        "OBJECTJOBS_USER": "admin",
+        "OBJECTJOBS_PASSWORD": served.admin_password,
+    }
+    runner = CliRunner()
+    created = runner.invoke(app, ["jobs", "create", "METRIC_RECONCILIATION", bucket, "-q"], env=env)
+    assert created.exit_code == 0, created.stderr
+    job_id = created.stdout.strip()
+    watched = runner.invoke(app, ["jobs", "watch", job_id, "--interval", "0.2"], env=env)
+    assert watched.exit_code == 0, watched.output
+    # the bucket fixture holds four objects
+    assert watched.stdout.splitlines()[-1] == f"job {job_id} COMPLETE: processed 4, failed 0"
+    assert "4/4" in watched.stdout
