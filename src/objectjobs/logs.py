@@ -6,6 +6,7 @@ a library that echoes a URL or an exception text holding one.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
@@ -76,6 +77,31 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+#: the job whose work the current asyncio task does (set by the worker for each task run)
+current_job_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "objectjobs_job_id", default=None
+)
+
+
+class JobIdFilter(logging.Filter):
+    """Adds ``job_id`` to every record logged while a job's task runs, from any module."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job_id = current_job_id.get()
+        if job_id is not None and not hasattr(record, "job_id"):
+            record.job_id = job_id
+        return True
+
+
+class PlainFormatter(logging.Formatter):
+    """Plain lines, with ``[job <id>]`` on the lines of a job's work."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        job_id = getattr(record, "job_id", None)
+        return line if job_id is None else f"{line} [job {job_id}]"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, extras, exception."""
 
@@ -108,8 +134,9 @@ def setup_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(
-        JsonFormatter() if settings.log.json_format else logging.Formatter(_PLAIN_FORMAT)
+        JsonFormatter() if settings.log.json_format else PlainFormatter(_PLAIN_FORMAT)
     )
+    handler.addFilter(JobIdFilter())
     handler.addFilter(RedactSecrets(secret_values(settings)))
     root.addHandler(handler)
     root.setLevel(level)

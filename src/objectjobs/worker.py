@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from objectjobs.engine import TaskRunner
 from objectjobs.errors import JobStoreError, LeaseLost, ObjectJobsError
 from objectjobs.handler import JobHandler
+from objectjobs.logs import current_job_id
 from objectjobs.metrics import Metrics
 from objectjobs.models import JobState, JobType, Task
 from objectjobs.settings import Settings
@@ -108,6 +109,8 @@ class Worker:
         return claimed
 
     async def _run(self, task: Task) -> None:
+        # this asyncio task's context: every line logged for this job's work carries its id
+        current_job_id.set(task.job_id)
         log.info(
             "working on task %s (%s #%s) of job %s",
             task.id,
