@@ -203,7 +203,9 @@ class Storage(abc.ABC):
         Raises ConfigurationNotFound when none is set, BucketNotFound, NotSupported."""
 
     @abc.abstractmethod
-    async def put_bucket_config(self, bucket: str, kind: ConfigKind, config: dict[str, Any]) -> None:
+    async def put_bucket_config(
+        self, bucket: str, kind: ConfigKind, config: dict[str, Any]
+    ) -> None:
         """Set a bucket configuration (same shape as get_bucket_config)."""
 
     @abc.abstractmethod
@@ -242,7 +244,9 @@ class Storage(abc.ABC):
         resumes at the first key after it. Unversioned stores list current objects."""
 
     @abc.abstractmethod
-    def list_uploads(self, bucket: str, *, prefix: str = "") -> AsyncIterator[list[MultipartUpload]]:
+    def list_uploads(
+        self, bucket: str, *, prefix: str = ""
+    ) -> AsyncIterator[list[MultipartUpload]]:
         """Incomplete multipart uploads, in key order, in pages."""
 
     @abc.abstractmethod
@@ -311,7 +315,9 @@ class Storage(abc.ABC):
         per-item failures are in the results, not raised."""
 
     @abc.abstractmethod
-    async def get_tags(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
+    async def get_tags(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> dict[str, str]:
         """The object's tags (empty dict when none). ObjectNotFound; NotSupported."""
 
     @abc.abstractmethod

@@ -1,0 +1,600 @@
+"""The local-directory driver (SPEC §5.2): a bucket is a directory, an object a file.
+
+Bookkeeping lives under ``<root>/.objectjobs/<bucket>/``: bucket configurations as
+``lifecycle.json`` / ``replication.json`` / ``notification.json`` (boto3's shape), one JSON
+sidecar per object under ``meta/<key>.json`` (etag cached at write time, content headers,
+user metadata, tags) and multipart uploads under ``uploads/<upload_id>/``. No versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from objectjobs.errors import (
+    BucketNotFound,
+    ConfigurationNotFound,
+    NotSupported,
+    ObjectNotFound,
+    StorageError,
+    UploadNotFound,
+)
+from objectjobs.storage import local_files as lf
+from objectjobs.storage.interface import (
+    Body,
+    Capabilities,
+    ConfigKind,
+    DeleteResult,
+    MultipartUpload,
+    ObjectInfo,
+    ObjectMeta,
+    ObjectStream,
+    ObjectVersion,
+    Part,
+    Storage,
+    VersioningStatus,
+    WriteResult,
+)
+
+_CONFIG_KINDS = ("lifecycle", "replication", "notification")
+_NOTIFICATION_KEYS = (
+    "TopicConfigurations",
+    "QueueConfigurations",
+    "LambdaFunctionConfigurations",
+    "EventBridgeConfiguration",
+)
+_WALK_BATCH = 1000  # entries produced per thread hop while listing
+
+
+class _LocalStream(ObjectStream):
+    def __init__(self, f: IO[bytes], remaining: int, info: ObjectInfo) -> None:
+        self.info = info
+        self._f: IO[bytes] | None = f
+        self._remaining = remaining
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self._f is not None and self._remaining > 0:
+            chunk = await asyncio.to_thread(self._f.read, min(lf.CHUNK, self._remaining))
+            if not chunk:
+                break
+            self._remaining -= len(chunk)
+            yield chunk
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        f, self._f = self._f, None
+        if f is not None:
+            await asyncio.to_thread(f.close)
+
+
+class LocalStorage(Storage):
+    driver = "local"
+    capabilities = Capabilities(
+        server_side_copy=True,
+        multipart=True,
+        tags=True,
+        batch_delete=True,
+        lifecycle_config=True,
+        replication_config=True,
+        notification_config=True,
+    )
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.endpoint_id = f"local:{self.root}"
+        self._meta_root = self.root / lf.META_DIR
+        self._tmp = self._meta_root / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    # --- paths ----------------------------------------------------------------------------
+
+    def _bucket_dir(self, bucket: str) -> Path:
+        lf.check_bucket_name(bucket)
+        return self.root / bucket
+
+    def _existing_bucket(self, bucket: str) -> Path:
+        d = self._bucket_dir(bucket)
+        if not d.is_dir():
+            raise BucketNotFound(f"bucket {bucket!r} not found")
+        return d
+
+    def _obj_path(self, bucket: str, key: str) -> Path:
+        lf.check_key(key)
+        return self._existing_bucket(bucket) / key
+
+    def _sidecar_path(self, bucket: str, key: str) -> Path:
+        return self._meta_root / bucket / "meta" / (key + ".json")
+
+    def _upload_dir(self, bucket: str, upload_id: str) -> Path:
+        if not upload_id.isalnum():
+            raise UploadNotFound(f"upload {upload_id!r} not found")
+        return self._meta_root / bucket / "uploads" / upload_id
+
+    def _tmp_file(self) -> Path:
+        return self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}"
+
+    @staticmethod
+    def _check_version(version_id: str | None, key: str) -> None:
+        # the local driver keeps one version per key, which S3 would call "null"
+        if version_id not in (None, "null"):
+            raise ObjectNotFound(f"{key!r} has no version {version_id!r}")
+
+    # --- buckets --------------------------------------------------------------------------
+
+    async def bucket_exists(self, bucket: str) -> bool:
+        return await asyncio.to_thread(self._bucket_dir(bucket).is_dir)
+
+    async def list_buckets(self) -> list[str]:
+        def scan() -> list[str]:
+            with os.scandir(self.root) as it:
+                return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+
+        return await asyncio.to_thread(scan)
+
+    async def create_bucket(
+        self, bucket: str, *, versioning: bool = False, object_lock: bool = False
+    ) -> None:
+        if versioning or object_lock:
+            raise NotSupported("the local driver has no versioning nor object lock")
+        d = self._bucket_dir(bucket)
+        await asyncio.to_thread(d.mkdir, exist_ok=True)
+
+    async def get_versioning(self, bucket: str) -> VersioningStatus:
+        await asyncio.to_thread(self._existing_bucket, bucket)
+        return None
+
+    async def put_versioning(self, bucket: str, status: Literal["Enabled", "Suspended"]) -> None:
+        raise NotSupported("the local driver has no versioning")
+
+    def _config_path(self, bucket: str, kind: ConfigKind) -> Path:
+        if kind not in _CONFIG_KINDS:
+            raise StorageError(f"unknown configuration kind {kind!r}")
+        self._existing_bucket(bucket)
+        return self._meta_root / bucket / f"{kind}.json"
+
+    async def get_bucket_config(self, bucket: str, kind: ConfigKind) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            path = self._config_path(bucket, kind)
+            try:
+                data: dict[str, Any] = json.loads(path.read_bytes())
+            except FileNotFoundError:
+                raise ConfigurationNotFound(
+                    f"bucket {bucket!r} has no {kind} configuration"
+                ) from None
+            except ValueError as e:
+                raise StorageError(f"unreadable {kind} configuration: {e}") from e
+            if kind == "notification" and not any(data.get(k) for k in _NOTIFICATION_KEYS):
+                raise ConfigurationNotFound(f"bucket {bucket!r} has no notification configuration")
+            return data
+
+        return await asyncio.to_thread(read)
+
+    async def put_bucket_config(
+        self, bucket: str, kind: ConfigKind, config: dict[str, Any]
+    ) -> None:
+        data = json.dumps(config, indent=2, default=str).encode()
+
+        def write() -> None:
+            lf.write_atomic(self._config_path(bucket, kind), data, self._tmp)
+
+        await asyncio.to_thread(write)
+
+    async def delete_bucket_config(self, bucket: str, kind: ConfigKind) -> None:
+        def remove() -> None:
+            self._config_path(bucket, kind).unlink(missing_ok=True)
+
+        await asyncio.to_thread(remove)
+
+    # --- listing --------------------------------------------------------------------------
+
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        start_after: str = "",
+        end_key: str | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[ObjectVersion]]:
+        bucket_dir = self._bucket_dir(bucket)
+        walker = lf.walk_sorted(
+            bucket_dir,
+            self._meta_root / bucket / "meta",
+            prefix=prefix,
+            start_after=start_after,
+            end_key=end_key,
+        )
+        batch = max(1, min(page_size, _WALK_BATCH))
+
+        def take() -> list[ObjectVersion]:
+            return [v for _, v in zip(range(batch), walker, strict=False)]
+
+        page: list[ObjectVersion] = []
+        while True:
+            got = await asyncio.to_thread(take)
+            page.extend(got)
+            while len(page) >= page_size:
+                yield page[:page_size]
+                page = page[page_size:]
+            if len(got) < batch:
+                break
+        if page:
+            yield page
+
+    def list_versions(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        start_after: str = "",
+        end_key: str | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[ObjectVersion]]:
+        return self.list_objects(
+            bucket, prefix=prefix, start_after=start_after, end_key=end_key, page_size=page_size
+        )
+
+    async def list_uploads(
+        self, bucket: str, *, prefix: str = ""
+    ) -> AsyncIterator[list[MultipartUpload]]:
+        def scan() -> list[MultipartUpload]:
+            self._existing_bucket(bucket)
+            found: list[MultipartUpload] = []
+            base = self._meta_root / bucket / "uploads"
+            with contextlib.suppress(FileNotFoundError), os.scandir(base) as it:
+                for e in it:
+                    try:
+                        info = json.loads(Path(e.path, "upload.json").read_bytes())
+                    except (OSError, ValueError):
+                        continue  # being created or aborted right now
+                    if info["key"].startswith(prefix):
+                        found.append(
+                            MultipartUpload(
+                                key=info["key"],
+                                upload_id=e.name,
+                                initiated=datetime.fromisoformat(info["initiated"]),
+                            )
+                        )
+            found.sort(key=lambda u: (u.key, u.initiated, u.upload_id))
+            return found
+
+        uploads = await asyncio.to_thread(scan)
+        for i in range(0, len(uploads), 1000):
+            yield uploads[i : i + 1000]
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> AsyncIterator[list[Part]]:
+        parts = await asyncio.to_thread(self._read_parts, bucket, key, upload_id)
+        for i in range(0, len(parts), 1000):
+            yield parts[i : i + 1000]
+
+    def _read_upload(self, bucket: str, key: str, upload_id: str) -> tuple[Path, dict[str, Any]]:
+        d = self._upload_dir(bucket, upload_id)
+        try:
+            info: dict[str, Any] = json.loads((d / "upload.json").read_bytes())
+        except FileNotFoundError:
+            self._existing_bucket(bucket)
+            raise UploadNotFound(f"upload {upload_id!r} not found") from None
+        if info["key"] != key:
+            raise UploadNotFound(f"upload {upload_id!r} is not for key {key!r}")
+        return d, info
+
+    def _read_parts(self, bucket: str, key: str, upload_id: str) -> list[Part]:
+        d, _ = self._read_upload(bucket, key, upload_id)
+        parts = []
+        for p in d.glob("*.part.json"):
+            info = json.loads(p.read_bytes())
+            parts.append(
+                Part(
+                    part_number=info["part_number"],
+                    size=info["size"],
+                    etag=info["etag"],
+                    last_modified=datetime.fromisoformat(info["last_modified"]),
+                )
+            )
+        return sorted(parts, key=lambda p: p.part_number)
+
+    # --- objects --------------------------------------------------------------------------
+
+    def _head_sync(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, Path]:
+        self._check_version(version_id, key)
+        path = self._obj_path(bucket, key)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(f"{bucket}/{key} not found") from None
+        if not path.is_file():
+            raise ObjectNotFound(f"{bucket}/{key} not found")
+        sc_path = self._sidecar_path(bucket, key)
+        sc = lf.read_sidecar(sc_path)
+        if sc is None or not sc.matches(st):
+            # written by another tool (or since): compute the etag once and cache it
+            etag = lf.md5_file(path)
+            sc = lf.Sidecar(
+                etag, st.st_size, st.st_mtime_ns, sc.meta if sc else {}, sc.tags if sc else {}
+            )
+            with contextlib.suppress(OSError):
+                lf.write_atomic(sc_path, sc.to_bytes(), self._tmp)
+        parts = None
+        if sc.etag and "-" in sc.etag:
+            parts = int(sc.etag.strip('"').rsplit("-", 1)[1])
+        info = ObjectInfo(
+            key=key,
+            version_id=None,
+            size=st.st_size,
+            etag=sc.etag,
+            last_modified=lf.utc_from_ns(st.st_mtime_ns),
+            meta=lf.meta_from_json(sc.meta, dict(sc.tags)),
+            parts_count=parts,
+        )
+        return info, path
+
+    async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
+        info, _ = await asyncio.to_thread(self._head_sync, bucket, key, version_id)
+        return info
+
+    async def get(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        byte_range: tuple[int, int] | None = None,
+    ) -> ObjectStream:
+        def open_() -> tuple[IO[bytes], int, ObjectInfo]:
+            info, path = self._head_sync(bucket, key, version_id)
+            start, length = 0, info.size
+            if byte_range is not None:
+                first, last = byte_range
+                if first < 0 or first >= info.size or last < first:
+                    raise StorageError(f"invalid range {byte_range} for size {info.size}")
+                start, length = first, min(last, info.size - 1) - first + 1
+            try:
+                f = path.open("rb")
+            except FileNotFoundError:
+                raise ObjectNotFound(f"{bucket}/{key} not found") from None
+            f.seek(start)
+            return f, length, info
+
+        f, length, info = await asyncio.to_thread(open_)
+        return _LocalStream(f, length, info)
+
+    @staticmethod
+    def _check_meta(meta: ObjectMeta | None) -> None:
+        if meta is not None and (
+            meta.object_lock_mode or meta.object_lock_retain_until or meta.legal_hold
+        ):
+            raise NotSupported("the local driver has no object lock")
+
+    def _install(
+        self,
+        tmp: Path,
+        bucket: str,
+        key: str,
+        etag: str,
+        meta: dict[str, Any],
+        tags: dict[str, str],
+    ) -> None:
+        """Move a finished temp file into place and record its sidecar."""
+        dest = self._obj_path(bucket, key)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.is_dir():
+                raise StorageError(f"{key!r} is a directory prefix on the local driver")
+            os.replace(tmp, dest)
+        except (NotADirectoryError, FileExistsError) as e:
+            raise StorageError(f"{key!r} collides with an existing key's path: {e}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+        st = dest.stat()
+        sc = lf.Sidecar(etag, st.st_size, st.st_mtime_ns, meta, tags)
+        lf.write_atomic(self._sidecar_path(bucket, key), sc.to_bytes(), self._tmp)
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        body: Body,
+        *,
+        meta: ObjectMeta | None = None,
+        size: int | None = None,
+    ) -> WriteResult:
+        self._check_meta(meta)
+        await asyncio.to_thread(self._obj_path, bucket, key)  # validates before writing
+        tmp = self._tmp_file()
+        h = hashlib.md5(usedforsecurity=False)
+        f = await asyncio.to_thread(tmp.open, "wb")
+        try:
+            if isinstance(body, bytes | bytearray | memoryview):
+                h.update(body)
+                await asyncio.to_thread(f.write, body)
+            else:
+                async for chunk in body:
+                    h.update(chunk)
+                    await asyncio.to_thread(f.write, chunk)
+            await asyncio.to_thread(f.close)
+            etag = f'"{h.hexdigest()}"'
+            tags = dict(meta.tags or {}) if meta else {}
+            await asyncio.to_thread(
+                self._install, tmp, bucket, key, etag, lf.meta_to_json(meta), tags
+            )
+        finally:
+            f.close()
+            tmp.unlink(missing_ok=True)
+        return WriteResult(etag=etag, version_id=None)
+
+    async def copy(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        *,
+        src_version_id: str | None = None,
+        meta: ObjectMeta | None = None,
+        size: int | None = None,
+    ) -> WriteResult:
+        self._check_meta(meta)
+
+        def do() -> WriteResult:
+            info, src = self._head_sync(src_bucket, src_key, src_version_id)
+            sc = lf.read_sidecar(self._sidecar_path(src_bucket, src_key))
+            self._obj_path(dst_bucket, dst_key)
+            tmp = self._tmp_file()
+            try:
+                shutil.copyfile(src, tmp)  # uses copy_file_range/sendfile where it can
+                if meta is None:
+                    new_meta = sc.meta if sc else {}
+                    tags = sc.tags if sc else {}
+                else:
+                    # like S3: metadata replaced; tags copied unless new ones are given
+                    new_meta = lf.meta_to_json(meta)
+                    tags = dict(meta.tags) if meta.tags is not None else (sc.tags if sc else {})
+                assert info.etag is not None
+                self._install(tmp, dst_bucket, dst_key, info.etag, new_meta, tags)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return WriteResult(etag=info.etag, version_id=None)
+
+        return await asyncio.to_thread(do)
+
+    def _delete_sync(self, bucket: str, key: str, version_id: str | None) -> DeleteResult:
+        try:
+            self._check_version(version_id, key)
+        except ObjectNotFound:
+            return DeleteResult(key=key, version_id=version_id)  # S3: deleting nothing succeeds
+        bucket_dir = self._existing_bucket(bucket)
+        path = self._obj_path(bucket, key)
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            lf.remove_empty_dirs(path.parent, bucket_dir)
+        sc = self._sidecar_path(bucket, key)
+        sc.unlink(missing_ok=True)
+        lf.remove_empty_dirs(sc.parent, self._meta_root / bucket / "meta")
+        return DeleteResult(key=key, version_id=version_id)
+
+    async def delete(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult:
+        return await asyncio.to_thread(self._delete_sync, bucket, key, version_id)
+
+    async def delete_many(
+        self, bucket: str, items: Sequence[tuple[str, str | None]]
+    ) -> list[DeleteResult]:
+        def run() -> list[DeleteResult]:
+            self._existing_bucket(bucket)
+            out = []
+            for key, vid in items:
+                try:
+                    out.append(self._delete_sync(bucket, key, vid))
+                except StorageError as e:
+                    out.append(DeleteResult(key, vid, error_code=e.code, error_message=e.message))
+            return out
+
+        return await asyncio.to_thread(run)
+
+    async def get_tags(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> dict[str, str]:
+        info = await self.head(bucket, key, version_id)
+        return dict(info.meta.tags or {})
+
+    async def put_tags(
+        self, bucket: str, key: str, tags: dict[str, str], version_id: str | None = None
+    ) -> None:
+        def do() -> None:
+            self._head_sync(bucket, key, version_id)  # ensures the sidecar is current
+            path = self._sidecar_path(bucket, key)
+            sc = lf.read_sidecar(path)
+            assert sc is not None
+            new = lf.Sidecar(sc.etag, sc.size, sc.mtime_ns, sc.meta, dict(tags))
+            lf.write_atomic(path, new.to_bytes(), self._tmp)
+
+        await asyncio.to_thread(do)
+
+    # --- multipart ------------------------------------------------------------------------
+
+    async def create_upload(self, bucket: str, key: str, *, meta: ObjectMeta | None = None) -> str:
+        self._check_meta(meta)
+        upload_id = uuid.uuid4().hex
+        info = {
+            "key": key,
+            "initiated": datetime.now(UTC).isoformat(),
+            "meta": lf.meta_to_json(meta),
+            "tags": dict(meta.tags or {}) if meta else {},
+        }
+
+        def do() -> None:
+            self._obj_path(bucket, key)
+            d = self._upload_dir(bucket, upload_id)
+            d.mkdir(parents=True)
+            lf.write_atomic(d / "upload.json", json.dumps(info).encode(), self._tmp)
+
+        await asyncio.to_thread(do)
+        return upload_id
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes
+    ) -> Part:
+        if not 1 <= part_number <= 10000:
+            raise StorageError(f"part number {part_number} out of 1..10000")
+        etag = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+        now = datetime.now(UTC)
+
+        def do() -> None:
+            d, _ = self._read_upload(bucket, key, upload_id)
+            lf.write_atomic(d / f"{part_number:05d}.part", data, self._tmp)
+            record = {
+                "part_number": part_number,
+                "size": len(data),
+                "etag": etag,
+                "last_modified": now.isoformat(),
+            }
+            lf.write_atomic(
+                d / f"{part_number:05d}.part.json", json.dumps(record).encode(), self._tmp
+            )
+
+        await asyncio.to_thread(do)
+        return Part(part_number=part_number, size=len(data), etag=etag, last_modified=now)
+
+    async def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: Sequence[Part]
+    ) -> WriteResult:
+        def do() -> WriteResult:
+            d, info = self._read_upload(bucket, key, upload_id)
+            have = {p.part_number: p for p in self._read_parts(bucket, key, upload_id)}
+            numbers = [p.part_number for p in parts]
+            if not parts or numbers != sorted(set(numbers)):
+                raise StorageError("parts must be given in ascending order, without repeats")
+            for p in parts:
+                if p.part_number not in have or have[p.part_number].etag != p.etag:
+                    raise StorageError(f"part {p.part_number} missing or its etag differs")
+            tmp = self._tmp_file()
+            try:
+                with tmp.open("wb") as out:
+                    for p in parts:
+                        with (d / f"{p.part_number:05d}.part").open("rb") as src:
+                            shutil.copyfileobj(src, out, lf.CHUNK)
+                etag = lf.multipart_etag([p.etag for p in parts])
+                self._install(tmp, bucket, key, etag, info["meta"], info["tags"])
+            finally:
+                tmp.unlink(missing_ok=True)
+            shutil.rmtree(d, ignore_errors=True)
+            return WriteResult(etag=etag, version_id=None)
+
+        return await asyncio.to_thread(do)
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        def do() -> None:
+            self._existing_bucket(bucket)
+            with contextlib.suppress(UploadNotFound):
+                shutil.rmtree(self._upload_dir(bucket, upload_id), ignore_errors=True)
+
+        await asyncio.to_thread(do)

@@ -1,0 +1,266 @@
+"""Blocking file-level helpers of the local driver: paths, sidecars and the sorted walk.
+
+Everything here is synchronous and runs in worker threads (``asyncio.to_thread``); the
+async driver in ``local.py`` only batches calls into it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from objectjobs.errors import BucketNotFound, StorageError
+from objectjobs.storage.interface import ObjectMeta, ObjectVersion
+
+META_DIR = ".objectjobs"
+CHUNK = 1024 * 1024
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
+
+
+def check_bucket_name(bucket: str) -> None:
+    # a bucket name becomes a directory name: refuse anything that could escape the root
+    if not _BUCKET_RE.match(bucket) or ".." in bucket:
+        raise StorageError(f"invalid bucket name for the local driver: {bucket!r}")
+
+
+def check_key(key: str) -> None:
+    """Refuse keys that cannot be a file path below the bucket (or would escape it)."""
+    if not key or "\0" in key or key.startswith("/") or key.endswith("/"):
+        raise StorageError(f"key not representable by the local driver: {key!r}")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            raise StorageError(f"key not representable by the local driver: {key!r}")
+    if len(key.encode("utf-8", "surrogateescape")) > 1024:
+        raise StorageError("key longer than 1024 bytes")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_from_ns(ns: int) -> datetime:
+    # cheaper than fromtimestamp(tz=UTC), which shows in listings of many files
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def md5_file(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return f'"{h.hexdigest()}"'
+
+
+def multipart_etag(part_etags: list[str]) -> str:
+    joined = b"".join(bytes.fromhex(e.strip('"')) for e in part_etags)
+    return f'"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(part_etags)}"'
+
+
+# --- object metadata sidecars ---------------------------------------------------------------
+
+
+def meta_to_json(meta: ObjectMeta | None) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    out: dict[str, Any] = {
+        k: getattr(meta, k)
+        for k in (
+            "content_type",
+            "content_encoding",
+            "content_language",
+            "content_disposition",
+            "cache_control",
+        )
+        if getattr(meta, k) is not None
+    }
+    if meta.expires is not None:
+        out["expires"] = meta.expires.isoformat()
+    if meta.metadata:
+        out["metadata"] = dict(meta.metadata)
+    return out
+
+
+def meta_from_json(data: dict[str, Any], tags: dict[str, str] | None) -> ObjectMeta:
+    expires = data.get("expires")
+    return ObjectMeta(
+        content_type=data.get("content_type"),
+        content_encoding=data.get("content_encoding"),
+        content_language=data.get("content_language"),
+        content_disposition=data.get("content_disposition"),
+        cache_control=data.get("cache_control"),
+        expires=datetime.fromisoformat(expires) if expires else None,
+        metadata=dict(data.get("metadata", {})),
+        tags=tags,
+    )
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """What the driver recorded about one object when it wrote it.
+
+    Valid only while the file's size and mtime still match: a file rewritten by another
+    tool keeps a stale sidecar, whose etag must then not be trusted (its metadata is kept).
+    """
+
+    etag: str | None
+    size: int
+    mtime_ns: int
+    meta: dict[str, Any]
+    tags: dict[str, str]
+
+    def matches(self, st: os.stat_result) -> bool:
+        return self.size == st.st_size and self.mtime_ns == st.st_mtime_ns
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "etag": self.etag,
+                "size": self.size,
+                "mtime_ns": self.mtime_ns,
+                "meta": self.meta,
+                "tags": self.tags,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+
+def read_sidecar(path: Path) -> Sidecar | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        raw = os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+    try:
+        d = json.loads(raw)
+        return Sidecar(
+            d.get("etag"), d["size"], d["mtime_ns"], d.get("meta", {}), d.get("tags", {})
+        )
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged sidecar is as good as none: etag recomputed on head
+
+
+def write_atomic(path: Path, data: bytes, tmp_dir: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{os.getpid()}-{os.urandom(8).hex()}"
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def remove_empty_dirs(start: Path, stop: Path) -> None:
+    """Remove now-empty directories from ``start`` up to (not including) ``stop``."""
+    d = start
+    while d != stop and stop in d.parents:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+        d = d.parent
+
+
+# --- the sorted walk ---------------------------------------------------------------------
+
+
+def walk_sorted(
+    bucket_dir: Path,
+    meta_dir: Path,
+    *,
+    prefix: str,
+    start_after: str,
+    end_key: str | None,
+) -> Iterator[ObjectVersion]:
+    """Yield the bucket's files as current objects in S3 key order.
+
+    S3 orders whole keys, not path components: "a-b" < "a/b" < "a0" because '-' < '/' < '0'.
+    Within one directory the subtree of "x" holds exactly the keys starting with "x/", and no
+    sibling's name contains '/', so sorting siblings by ``name + "/"`` for directories (and
+    ``name`` for files) and recursing yields global key order. Subtrees wholly outside
+    prefix / start_after / end_key are never opened.
+    """
+    if not bucket_dir.is_dir():
+        raise BucketNotFound(f"bucket {bucket_dir.name!r} not found")
+    yield from _walk(bucket_dir, meta_dir, "", prefix, start_after, end_key)
+
+
+def _relevant(sort_key: str, is_dir: bool, prefix: str, start_after: str) -> bool:
+    if is_dir:
+        if not (sort_key.startswith(prefix) or prefix.startswith(sort_key)):
+            return False
+        # every key below starts with sort_key: all are <= start_after only when
+        # start_after sorts after sort_key without lying inside the subtree
+        return not (start_after > sort_key and not start_after.startswith(sort_key))
+    return sort_key.startswith(prefix) and sort_key > start_after
+
+
+def _walk(
+    directory: Path,
+    meta_dir: Path,
+    base: str,
+    prefix: str,
+    start_after: str,
+    end_key: str | None,
+) -> Iterator[ObjectVersion]:
+    entries: list[tuple[str, bool, os.DirEntry[str]]] = []
+    try:
+        with os.scandir(directory) as it:
+            for e in it:
+                try:
+                    is_dir = e.is_dir(follow_symlinks=False)
+                    if not is_dir and not e.is_file(follow_symlinks=False):
+                        continue
+                except OSError:
+                    continue
+                name = e.name
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    continue  # undecodable file name: not a key S3 could name
+                sort_key = base + name + "/" if is_dir else base + name
+                if _relevant(sort_key, is_dir, prefix, start_after):
+                    entries.append((sort_key, is_dir, e))
+    except FileNotFoundError:
+        return
+    entries.sort(key=lambda t: t[0])
+    # which files have sidecars: one scandir instead of a failed open per foreign file
+    sidecars: set[str] | None = None
+    for sort_key, is_dir, e in entries:
+        if end_key is not None and sort_key > end_key:
+            return
+        if is_dir:
+            yield from _walk(
+                Path(e.path), meta_dir / e.name, sort_key, prefix, start_after, end_key
+            )
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+        except OSError:
+            continue  # deleted while listing
+        if sidecars is None:
+            try:
+                with os.scandir(meta_dir) as it:
+                    sidecars = {m.name for m in it}
+            except (FileNotFoundError, NotADirectoryError):
+                sidecars = set()
+        etag = None
+        sidecar_name = e.name + ".json"
+        if sidecar_name in sidecars:
+            sc = read_sidecar(meta_dir / sidecar_name)
+            if sc is not None and sc.matches(st):
+                etag = sc.etag
+        yield ObjectVersion(
+            key=sort_key,
+            version_id=None,
+            is_latest=True,
+            is_delete_marker=False,
+            size=st.st_size,
+            etag=etag,
+            last_modified=utc_from_ns(st.st_mtime_ns),
+        )

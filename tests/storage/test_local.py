@@ -1,0 +1,79 @@
+"""What only the local driver has: its on-disk layout (SPEC §5.2) and path safety."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from objectjobs.errors import StorageError
+from objectjobs.storage.local import LocalStorage
+from tests.storage.helpers import collect
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+async def test_layout_is_plain_files(root: Path) -> None:
+    s = LocalStorage(root)
+    await s.create_bucket("docs")
+    await s.put("docs", "a/b/c.txt", b"hello")
+    assert (root / "docs" / "a" / "b" / "c.txt").read_bytes() == b"hello"
+    config = {"Rules": [{"ID": "r", "Status": "Enabled", "Expiration": {"Days": 1}}]}
+    await s.put_bucket_config("docs", "lifecycle", config)
+    assert json.loads((root / ".objectjobs" / "docs" / "lifecycle.json").read_text()) == config
+    assert await s.list_buckets() == ["docs"]  # .objectjobs is not a bucket
+    await s.delete("docs", "a/b/c.txt")
+    assert not (root / "docs" / "a").exists()  # emptied directories go too
+
+
+async def test_files_written_by_other_tools(root: Path) -> None:
+    s = LocalStorage(root)
+    await s.create_bucket("ext")
+    await s.put("ext", "mine", b"1")
+    (root / "ext" / "sub").mkdir()
+    (root / "ext" / "sub" / "theirs").write_bytes(b"foreign")
+    listed = {o.key: o for o in await collect(s.list_objects("ext"))}  # type: ignore[attr-defined]
+    assert listed["mine"].etag == f'"{hashlib.md5(b"1").hexdigest()}"'
+    assert listed["sub/theirs"].etag is None  # unknown until computed: no MD5 at list time
+    info = await s.head("ext", "sub/theirs")
+    assert info.etag == f'"{hashlib.md5(b"foreign").hexdigest()}"'
+    # a file rewritten behind the driver's back: the cached etag is no longer trusted
+    path = root / "ext" / "mine"
+    path.write_bytes(b"22")
+    os.utime(path, ns=(1, 1_000_000_000))
+    listed = {o.key: o for o in await collect(s.list_objects("ext"))}  # type: ignore[attr-defined]
+    assert listed["mine"].etag is None
+    assert (await s.head("ext", "mine")).etag == f'"{hashlib.md5(b"22").hexdigest()}"'
+
+
+@pytest.mark.parametrize("key", ["../escape", "a/../../b", "/abs", "a//b", "nul\0", "dir/", "."])
+async def test_keys_that_could_escape_are_refused(root: Path, key: str) -> None:
+    s = LocalStorage(root)
+    await s.create_bucket("safe")
+    with pytest.raises(StorageError):
+        await s.put("safe", key, b"x")
+    with pytest.raises(StorageError):
+        await s.head("safe", key)
+    assert not (root.parent / "escape").exists()
+
+
+@pytest.mark.parametrize("bucket", ["..", ".objectjobs", "a/b", "UPPER", ""])
+async def test_bad_bucket_names_are_refused(root: Path, bucket: str) -> None:
+    s = LocalStorage(root)
+    with pytest.raises(StorageError):
+        await s.create_bucket(bucket)
+
+
+async def test_key_and_prefix_collision(root: Path) -> None:
+    s = LocalStorage(root)
+    await s.create_bucket("coll")
+    await s.put("coll", "x", b"file")
+    with pytest.raises(StorageError):
+        await s.put("coll", "x/y", b"below a file")
+    assert (root / "coll" / "x").read_bytes() == b"file"
