@@ -149,7 +149,10 @@ class TaskRunner:
                 slot = plan.setdefault(action, [0, 0])
                 slot[0] += objects
                 slot[1] += size
-            return Progress(processed=decided.evaluated) if count_processed else Progress()
+            if not count_processed:
+                return Progress()
+            size = sum(bytes_ for _, bytes_ in decided.actions.values())
+            return Progress(processed=decided.evaluated, bytes=size)
 
         whole = await handler.plan_whole(ctx)
         if whole is not None:

@@ -30,6 +30,7 @@ async def test_counts_a_local_bucket_exactly_and_records_the_delta(
         final = await wait_for(store, job.id)
     assert final.state is JobState.COMPLETE, final.failure_reasons
     assert (final.processed, final.failed) == (950, 0)
+    assert final.bytes_done == sum(sizes.values())  # describe's progress.bytes
     after = final.usage["after"] if final.usage else None
     assert after is not None
     assert after["currentObjects"] == 950
