@@ -27,10 +27,12 @@ KeyGroup = Sequence[ObjectVersion]
 @dataclass
 class PlanBatch:
     """What PROCESS decided for some key groups: action -> [objects, bytes], and how many
-    versions were evaluated."""
+    versions were evaluated. ``results`` (optional) are per-object records stored with the
+    checkpoint, e.g. a dry run's planned actions for ``jobs/report``."""
 
     actions: dict[str, list[int]] = field(default_factory=dict)
     evaluated: int = 0
+    results: list[ResultRecord] = field(default_factory=list)
 
     def add(self, action: str, size: int, count: int = 1) -> None:
         slot = self.actions.setdefault(action, [0, 0])
@@ -79,6 +81,9 @@ class JobContext:
     #: exclusive lower bound of the keys in the batch being handled: the batch covers the
     #: key range (batch_after, last key of the batch], e.g. to list a target over it
     batch_after: str = ""
+    #: objects the handler opens for this run of the task and must not checkpoint (open
+    #: connections, clients); release them in ``JobHandler.finish``
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @property
     def params(self) -> dict[str, str]:
@@ -111,6 +116,10 @@ class JobHandler(abc.ABC):
     async def prepare(self, ctx: JobContext) -> None:  # noqa: B027 - optional hook
         """Runs at the start of EXAMINING: read configurations and raise JobFailed with a
         reason if the job cannot run (policy unreadable, no target, ...)."""
+
+    async def finish(self, ctx: JobContext) -> None:  # noqa: B027 - optional hook
+        """Runs when the engine stops running the task, however it stops (done, failed,
+        cancelled, lease lost): release what the handler put in ``ctx.resources``."""
 
     @abc.abstractmethod
     async def plan(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> PlanBatch:

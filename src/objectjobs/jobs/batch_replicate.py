@@ -1,0 +1,346 @@
+"""BATCH_REPLICATE (SPEC §3.3): copy a bucket's objects to a target bucket, idempotently.
+
+PROCESS and EXECUTE both merge the batch's source versions with a listing of the target
+over exactly the batch's key range, ``(ctx.batch_after, last key]``, so deciding never
+needs a per-object HEAD on the target, and EXECUTE re-decides from what is there now
+(a resumed or repeated job copies only what is still missing). Each key's versions are
+copied oldest first by one coroutine; keys run in parallel through ``ctx.run_each``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from objectjobs.copying import (
+    ByteBudget,
+    CopyOptions,
+    Endpoint,
+    copy_version,
+    same_endpoint,
+    source_version_id,
+)
+from objectjobs.errors import (
+    BucketNotFound,
+    ConfigurationNotFound,
+    InvalidRequest,
+    JobFailed,
+    NotSupported,
+    ObjectNotFound,
+    StorageError,
+)
+from objectjobs.handler import ExecBatch, JobContext, JobHandler, KeyGroup, PlanBatch
+from objectjobs.models import NewJob, Outcome, Progress, ResultRecord
+from objectjobs.replication import (
+    Decision,
+    Filter,
+    Route,
+    decide,
+    explicit_route,
+    needs_tags,
+    pick_route,
+    replication_filter,
+    routes_from_config,
+)
+from objectjobs.settings import Settings
+from objectjobs.storage.interface import ObjectVersion, Storage
+
+MiB = 1024 * 1024
+JOB_TYPE = "BATCH_REPLICATE"
+_RESOURCE = "batch_replicate.setup"  # the task run's resolved setup, in ctx.resources
+
+
+async def resolve_routes(
+    bucket: str, params: Mapping[str, str], storage: Storage, settings: Settings
+) -> list[Route]:
+    """The job's routes from its parameters or the bucket's replication configuration.
+    InvalidRequest (with the reason) when nothing resolves."""
+    route = explicit_route(bucket, params, list(settings.targets))
+    if route is not None:
+        if route.target is None and not await storage.bucket_exists(route.bucket):
+            raise InvalidRequest(f"target bucket {route.bucket!r} does not exist")
+        return [route]
+    try:
+        config = await storage.get_bucket_config(bucket, "replication")
+    except (ConfigurationNotFound, NotSupported) as exc:
+        raise InvalidRequest(
+            f"no target: give jobParams.targetBucket (and target) or set a replication "
+            f"configuration on {bucket!r} ({exc.message})"
+        ) from exc
+    routes = routes_from_config(config)
+    for r in {r.bucket for r in routes}:
+        if not await storage.bucket_exists(r):
+            raise InvalidRequest(f"replication destination bucket {r!r} does not exist")
+    return routes
+
+
+@dataclass
+class _Setup:
+    """What a task works with, resolved once per task run."""
+
+    routes: list[Route]
+    mode: Filter
+    targets: dict[str | None, Storage]
+    history: dict[str, bool]  # per route bucket: versions copied as a history
+    keep_lock: dict[str, bool]
+    part_size: dict[str | None, int]
+    budget: ByteBudget
+    failed: set[tuple[str, str | None]] = field(default_factory=set)
+
+
+@dataclass
+class _KeyWork:
+    """One key's planned copies; progress survives run_each's retries of the item."""
+
+    route: Route
+    decisions: list[Decision]
+    done: int = 0
+    results: list[tuple[ResultRecord, int]] = field(default_factory=list)
+
+
+class BatchReplicate(JobHandler):
+    listing = "versions"
+
+    async def validate(self, job: NewJob, storage: Storage, settings: Settings) -> None:
+        replication_filter(job.params)
+        await resolve_routes(job.bucket, job.params, storage, settings)
+
+    async def prepare(self, ctx: JobContext) -> None:
+        try:
+            await self._setup(ctx)
+        except InvalidRequest as exc:
+            raise JobFailed(exc.message) from exc
+
+    async def _setup(self, ctx: JobContext) -> _Setup:
+        cached = ctx.resources.get(_RESOURCE)
+        if isinstance(cached, _Setup):
+            return cached
+        bucket, settings = ctx.job.bucket, ctx.settings
+        routes = await resolve_routes(bucket, ctx.params, ctx.storage, settings)
+        targets: dict[str | None, Storage] = {None: ctx.storage}
+        part_size: dict[str | None, int] = {None: settings.storage.multipart_chunk_size}
+        for name in {r.target for r in routes if r.target is not None}:
+            targets[name] = ctx.target_storage(name)
+            part_size[name] = settings.targets[name].multipart_chunk_size
+        source_versioning = await ctx.storage.get_versioning(bucket)
+        history, keep_lock = {}, {}
+        for r in routes:
+            dst = targets[r.target]
+            try:
+                dst_versioning = await dst.get_versioning(r.bucket)
+            except BucketNotFound as exc:
+                raise InvalidRequest(f"target bucket {r.bucket!r} does not exist") from exc
+            history[r.bucket] = source_versioning is not None and dst_versioning == "Enabled"
+            # Object Lock needs versioning: an unversioned source has nothing to keep
+            keep_lock[r.bucket] = (
+                source_versioning is not None
+                and ctx.storage.capabilities.object_lock
+                and dst.capabilities.object_lock
+            )
+        mode = replication_filter(ctx.params)
+        setup = _Setup(
+            routes=routes,
+            mode=mode,
+            targets=targets,
+            history=history,
+            keep_lock=keep_lock,
+            part_size=part_size,
+            # a worker runs up to 8 tasks: their copy buffers share half its memory budget
+            budget=ByteBudget(max(settings.worker.max_memory_mb * MiB // 16, 4 * 5 * MiB)),
+        )
+        if mode == "FAILED":
+            setup.failed = await ctx.store.failed_keys(bucket, JOB_TYPE)
+        ctx.resources[_RESOURCE] = setup
+        return setup
+
+    # --- deciding ---------------------------------------------------------------------
+
+    async def _decide(
+        self, ctx: JobContext, setup: _Setup, groups: Sequence[KeyGroup]
+    ) -> list[tuple[Route | None, list[Decision]]]:
+        routed = await self._route(ctx, setup, groups)
+        listings: dict[tuple[str | None, str], dict[str, list[ObjectVersion]]] = {}
+        last = groups[-1][0].key
+        for used in {r for r in routed if r is not None}:
+            where = (used.target, used.bucket)
+            if where not in listings:
+                listings[where] = await self._target_listing(ctx, setup, used, last)
+        out: list[tuple[Route | None, list[Decision]]] = []
+        for group, route in zip(groups, routed, strict=True):
+            if route is None:
+                out.append((None, [Decision(v, "ignore") for v in group]))
+                continue
+            have = listings[(route.target, route.bucket)].get(group[0].key, [])
+            decisions = decide(
+                group,
+                have,
+                mode=setup.mode,
+                history=setup.history[route.bucket],
+                delete_markers=route.delete_markers,
+            )
+            out.append((route, decisions))
+        if setup.mode == "FAILED":
+            await self._only_failed(ctx, setup, out)
+        return out
+
+    async def _route(
+        self, ctx: JobContext, setup: _Setup, groups: Sequence[KeyGroup]
+    ) -> list[Route | None]:
+        """Each key's route; tag filters need the current version's tags (source GETs)."""
+        tagged = [g for g in groups if needs_tags(setup.routes, g[0].key)]
+        tags: dict[str, dict[str, str] | None] = {}
+        if tagged:
+
+            async def fetch(group: KeyGroup) -> dict[str, str] | None:
+                current = next((v for v in group if not v.is_delete_marker), None)
+                if current is None:
+                    return None
+                try:
+                    return await ctx.storage.get_tags(
+                        ctx.job.bucket, current.key, source_version_id(current)
+                    )
+                except ObjectNotFound:
+                    return None
+
+            fetched = await ctx.run_each(fetch, tagged)
+            for group, got in zip(tagged, fetched, strict=True):
+                if isinstance(got, BaseException):
+                    if not isinstance(got, StorageError):
+                        raise got
+                    got = None
+                tags[group[0].key] = got
+        return [pick_route(setup.routes, g[0].key, tags.get(g[0].key)) for g in groups]
+
+    async def _target_listing(
+        self, ctx: JobContext, setup: _Setup, route: Route, last: str
+    ) -> dict[str, list[ObjectVersion]]:
+        dst = setup.targets[route.target]
+        by_key: dict[str, list[ObjectVersion]] = {}
+        try:
+            async for page in dst.list_versions(
+                route.bucket, prefix=ctx.prefix, start_after=ctx.batch_after, end_key=last
+            ):
+                for v in page:
+                    by_key.setdefault(v.key, []).append(v)
+        except BucketNotFound as exc:
+            raise JobFailed(f"target bucket {route.bucket!r} no longer exists") from exc
+        return by_key
+
+    async def _only_failed(
+        self, ctx: JobContext, setup: _Setup, decided: list[tuple[Route | None, list[Decision]]]
+    ) -> None:
+        """FAILED filter: keep the copies of versions that failed in an earlier job or
+        whose replication status is FAILED (a source HEAD per remaining candidate)."""
+        candidates = [
+            d.version
+            for _, ds in decided
+            for d in ds
+            if d.action == "copy" and (d.version.key, d.version.version_id) not in setup.failed
+        ]
+
+        async def status(v: ObjectVersion) -> str | None:
+            if v.is_delete_marker:
+                return None
+            try:
+                info = await ctx.storage.head(ctx.job.bucket, v.key, source_version_id(v))
+            except ObjectNotFound:
+                return None
+            return info.replication_status
+
+        statuses = await ctx.run_each(status, candidates)
+        failed_now = {
+            (v.key, v.version_id)
+            for v, s in zip(candidates, statuses, strict=True)
+            if s == "FAILED"
+        }
+        wanted = setup.failed | failed_now
+        for i, (route, ds) in enumerate(decided):
+            # everything else is outside a FAILED job's scope, identical or not
+            decided[i] = (
+                route,
+                [
+                    d
+                    if (d.version.key, d.version.version_id) in wanted
+                    else Decision(d.version, "ignore")
+                    for d in ds
+                ],
+            )
+
+    # --- phases -----------------------------------------------------------------------
+
+    async def plan(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> PlanBatch:
+        setup = await self._setup(ctx)
+        batch = PlanBatch()
+        for _, decisions in await self._decide(ctx, setup, groups):
+            for d in decisions:
+                batch.evaluated += 1
+                batch.add("copy" if d.action == "copy" else "skip", d.size)
+        return batch
+
+    async def execute(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> ExecBatch:
+        setup = await self._setup(ctx)
+        out = ExecBatch()
+        work: list[_KeyWork] = []
+        for route, decisions in await self._decide(ctx, setup, groups):
+            ignored = sum(1 for d in decisions if d.action == "ignore")
+            if ignored:
+                out.progress += Progress(processed=ignored, skipped=ignored)
+            reported = [d for d in decisions if d.action != "ignore"]
+            if not reported:
+                continue
+            assert route is not None
+            work.append(_KeyWork(route, reported))
+
+        async def run(item: _KeyWork) -> None:
+            await self._copy_key(ctx, setup, item)
+
+        outcomes = await ctx.run_each(run, work)
+        for item, outcome in zip(work, outcomes, strict=True):
+            for result, size in item.results:
+                out.record(result, size)
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, StorageError):
+                    raise outcome
+                for d in item.decisions[item.done :]:
+                    out.record(
+                        ResultRecord(
+                            d.version.key,
+                            d.version.version_id,
+                            "copy",
+                            Outcome.FAILED,
+                            error_code=outcome.code,
+                            message=outcome.message,
+                        )
+                    )
+        return out
+
+    async def _copy_key(self, ctx: JobContext, setup: _Setup, item: _KeyWork) -> None:
+        """Copy one key's versions oldest first, resuming after the last one done when
+        run_each retries after a transient error."""
+        route = item.route
+        dst_storage = setup.targets[route.target]
+        src = Endpoint(ctx.storage, ctx.job.bucket)
+        dst = Endpoint(dst_storage, route.bucket)
+        opts = CopyOptions(
+            part_size=setup.part_size[route.target],
+            keep_lock=setup.keep_lock[route.bucket] and same_endpoint(ctx.storage, dst_storage),
+        )
+        while item.done < len(item.decisions):
+            d = item.decisions[item.done]
+            v = d.version
+            if d.action == "skip":
+                result = ResultRecord(
+                    v.key, v.version_id, "copy", Outcome.SKIPPED, message=d.reason
+                )
+                size = 0
+            else:
+                try:
+                    size = await copy_version(src, v, dst, opts, setup.budget)
+                    result = ResultRecord(v.key, v.version_id, "copy", Outcome.SUCCEEDED)
+                except ObjectNotFound:
+                    size = 0
+                    result = ResultRecord(
+                        v.key, v.version_id, "copy", Outcome.SKIPPED, message="deleted at source"
+                    )
+            item.results.append((result, size))
+            item.done += 1
