@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TypeVar
 
 from objectjobs.errors import (
     BucketNotFound,
@@ -55,15 +57,20 @@ _NOTIFICATION_KEYS = (
 _WALK_BATCH = 1000  # entries produced per thread hop while listing
 
 
+T = TypeVar("T")
+_IoRunner = Callable[..., Any]
+
+
 class _LocalStream(ObjectStream):
-    def __init__(self, f: IO[bytes], remaining: int, info: ObjectInfo) -> None:
+    def __init__(self, f: IO[bytes], remaining: int, info: ObjectInfo, io: _IoRunner) -> None:
         self.info = info
+        self._io = io
         self._f: IO[bytes] | None = f
         self._remaining = remaining
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while self._f is not None and self._remaining > 0:
-            chunk = await asyncio.to_thread(self._f.read, min(lf.CHUNK, self._remaining))
+            chunk = await self._io(self._f.read, min(lf.CHUNK, self._remaining))
             if not chunk:
                 break
             self._remaining -= len(chunk)
@@ -73,7 +80,7 @@ class _LocalStream(ObjectStream):
     async def aclose(self) -> None:
         f, self._f = self._f, None
         if f is not None:
-            await asyncio.to_thread(f.close)
+            await self._io(f.close)
 
 
 class LocalStorage(Storage):
@@ -88,13 +95,32 @@ class LocalStorage(Storage):
         notification_config=True,
     )
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, io_threads: int = 32) -> None:
+        # the driver's own threads: blocking file calls of many objects in flight would
+        # queue behind each other on asyncio's small default pool (cpu + 4 threads)
+        self._io_threads = io_threads
+        self._pool: ThreadPoolExecutor | None = self._new_pool()
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.endpoint_id = f"local:{self.root}"
         self._meta_root = self.root / lf.META_DIR
         self._tmp = self._meta_root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self._io_threads, thread_name_prefix="local-io")
+
+    async def _io(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking file call on the driver's threads."""
+        if self._pool is None:  # closed, then used again: a driver is cheap to revive
+            self._pool = self._new_pool()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     # --- paths ----------------------------------------------------------------------------
 
@@ -132,14 +158,14 @@ class LocalStorage(Storage):
     # --- buckets --------------------------------------------------------------------------
 
     async def bucket_exists(self, bucket: str) -> bool:
-        return await asyncio.to_thread(self._bucket_dir(bucket).is_dir)
+        return await self._io(self._bucket_dir(bucket).is_dir)
 
     async def list_buckets(self) -> list[str]:
         def scan() -> list[str]:
             with os.scandir(self.root) as it:
                 return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
-        return await asyncio.to_thread(scan)
+        return await self._io(scan)
 
     async def create_bucket(
         self, bucket: str, *, versioning: bool = False, object_lock: bool = False
@@ -147,10 +173,10 @@ class LocalStorage(Storage):
         if versioning or object_lock:
             raise NotSupported("the local driver has no versioning nor object lock")
         d = self._bucket_dir(bucket)
-        await asyncio.to_thread(d.mkdir, exist_ok=True)
+        await self._io(d.mkdir, exist_ok=True)
 
     async def get_versioning(self, bucket: str) -> VersioningStatus:
-        await asyncio.to_thread(self._existing_bucket, bucket)
+        await self._io(self._existing_bucket, bucket)
         return None
 
     async def put_versioning(self, bucket: str, status: Literal["Enabled", "Suspended"]) -> None:
@@ -177,7 +203,7 @@ class LocalStorage(Storage):
                 raise ConfigurationNotFound(f"bucket {bucket!r} has no notification configuration")
             return data
 
-        return await asyncio.to_thread(read)
+        return await self._io(read)
 
     async def put_bucket_config(
         self, bucket: str, kind: ConfigKind, config: dict[str, Any]
@@ -187,13 +213,13 @@ class LocalStorage(Storage):
         def write() -> None:
             lf.write_atomic(self._config_path(bucket, kind), data, self._tmp)
 
-        await asyncio.to_thread(write)
+        await self._io(write)
 
     async def delete_bucket_config(self, bucket: str, kind: ConfigKind) -> None:
         def remove() -> None:
             self._config_path(bucket, kind).unlink(missing_ok=True)
 
-        await asyncio.to_thread(remove)
+        await self._io(remove)
 
     # --- listing --------------------------------------------------------------------------
 
@@ -221,7 +247,7 @@ class LocalStorage(Storage):
 
         page: list[ObjectVersion] = []
         while True:
-            got = await asyncio.to_thread(take)
+            got = await self._io(take)
             page.extend(got)
             while len(page) >= page_size:
                 yield page[:page_size]
@@ -268,12 +294,12 @@ class LocalStorage(Storage):
             found.sort(key=lambda u: (u.key, u.initiated, u.upload_id))
             return found
 
-        uploads = await asyncio.to_thread(scan)
+        uploads = await self._io(scan)
         for i in range(0, len(uploads), 1000):
             yield uploads[i : i + 1000]
 
     async def list_parts(self, bucket: str, key: str, upload_id: str) -> AsyncIterator[list[Part]]:
-        parts = await asyncio.to_thread(self._read_parts, bucket, key, upload_id)
+        parts = await self._io(self._read_parts, bucket, key, upload_id)
         for i in range(0, len(parts), 1000):
             yield parts[i : i + 1000]
 
@@ -339,7 +365,7 @@ class LocalStorage(Storage):
         return info, path
 
     async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
-        info, _ = await asyncio.to_thread(self._head_sync, bucket, key, version_id)
+        info, _ = await self._io(self._head_sync, bucket, key, version_id)
         return info
 
     async def get(
@@ -365,8 +391,8 @@ class LocalStorage(Storage):
             f.seek(start)
             return f, length, info
 
-        f, length, info = await asyncio.to_thread(open_)
-        return _LocalStream(f, length, info)
+        f, length, info = await self._io(open_)
+        return _LocalStream(f, length, info, self._io)
 
     @staticmethod
     def _check_meta(meta: ObjectMeta | None) -> None:
@@ -409,24 +435,22 @@ class LocalStorage(Storage):
         size: int | None = None,
     ) -> WriteResult:
         self._check_meta(meta)
-        await asyncio.to_thread(self._obj_path, bucket, key)  # validates before writing
+        await self._io(self._obj_path, bucket, key)  # validates before writing
         tmp = self._tmp_file()
         h = hashlib.md5(usedforsecurity=False)
-        f = await asyncio.to_thread(tmp.open, "wb")
+        f = await self._io(tmp.open, "wb")
         try:
             if isinstance(body, bytes | bytearray | memoryview):
                 h.update(body)
-                await asyncio.to_thread(f.write, body)
+                await self._io(f.write, body)
             else:
                 async for chunk in body:
                     h.update(chunk)
-                    await asyncio.to_thread(f.write, chunk)
-            await asyncio.to_thread(f.close)
+                    await self._io(f.write, chunk)
+            await self._io(f.close)
             etag = f'"{h.hexdigest()}"'
             tags = dict(meta.tags or {}) if meta else {}
-            await asyncio.to_thread(
-                self._install, tmp, bucket, key, etag, lf.meta_to_json(meta), tags
-            )
+            await self._io(self._install, tmp, bucket, key, etag, lf.meta_to_json(meta), tags)
         finally:
             f.close()
             tmp.unlink(missing_ok=True)
@@ -465,7 +489,7 @@ class LocalStorage(Storage):
                 tmp.unlink(missing_ok=True)
             return WriteResult(etag=info.etag, version_id=None)
 
-        return await asyncio.to_thread(do)
+        return await self._io(do)
 
     def _delete_sync(self, bucket: str, key: str, version_id: str | None) -> DeleteResult:
         try:
@@ -483,7 +507,7 @@ class LocalStorage(Storage):
         return DeleteResult(key=key, version_id=version_id)
 
     async def delete(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult:
-        return await asyncio.to_thread(self._delete_sync, bucket, key, version_id)
+        return await self._io(self._delete_sync, bucket, key, version_id)
 
     async def delete_many(
         self, bucket: str, items: Sequence[tuple[str, str | None]]
@@ -498,7 +522,7 @@ class LocalStorage(Storage):
                     out.append(DeleteResult(key, vid, error_code=e.code, error_message=e.message))
             return out
 
-        return await asyncio.to_thread(run)
+        return await self._io(run)
 
     async def get_tags(
         self, bucket: str, key: str, version_id: str | None = None
@@ -517,7 +541,7 @@ class LocalStorage(Storage):
             new = lf.Sidecar(sc.etag, sc.size, sc.mtime_ns, sc.meta, dict(tags))
             lf.write_atomic(path, new.to_bytes(), self._tmp)
 
-        await asyncio.to_thread(do)
+        await self._io(do)
 
     # --- multipart ------------------------------------------------------------------------
 
@@ -537,7 +561,7 @@ class LocalStorage(Storage):
             d.mkdir(parents=True)
             lf.write_atomic(d / "upload.json", json.dumps(info).encode(), self._tmp)
 
-        await asyncio.to_thread(do)
+        await self._io(do)
         return upload_id
 
     async def upload_part(
@@ -561,7 +585,7 @@ class LocalStorage(Storage):
                 d / f"{part_number:05d}.part.json", json.dumps(record).encode(), self._tmp
             )
 
-        await asyncio.to_thread(do)
+        await self._io(do)
         return Part(part_number=part_number, size=len(data), etag=etag, last_modified=now)
 
     async def complete_upload(
@@ -589,7 +613,7 @@ class LocalStorage(Storage):
             shutil.rmtree(d, ignore_errors=True)
             return WriteResult(etag=etag, version_id=None)
 
-        return await asyncio.to_thread(do)
+        return await self._io(do)
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         def do() -> None:
@@ -597,4 +621,4 @@ class LocalStorage(Storage):
             with contextlib.suppress(UploadNotFound):
                 shutil.rmtree(self._upload_dir(bucket, upload_id), ignore_errors=True)
 
-        await asyncio.to_thread(do)
+        await self._io(do)

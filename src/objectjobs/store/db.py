@@ -66,12 +66,16 @@ class Database:
     def __init__(self, url: str, *, pool_size: int) -> None:
         self.url = async_url(url)
         self.sqlite = self.url.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        kwargs: dict[str, Any] = {}
         if self.sqlite:
+            # a local file never drops a connection: no ping round trip per checkout
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
         else:
             kwargs.update(
-                pool_size=pool_size, max_overflow=pool_size, connect_args={"connect_timeout": 10}
+                pool_pre_ping=True,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                connect_args={"connect_timeout": 10},
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._writer = self.engine.execution_options(objectjobs_write=True)
