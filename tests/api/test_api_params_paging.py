@@ -27,8 +27,13 @@ GOOD_POLICY = {
                 }
             },
             "NoncurrentVersionExpiration": {"NoncurrentDays": 5, "NewerNoncurrentVersions": 2},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
             "Transitions": [{"Days": 0, "StorageClass": "GLACIER"}],
+        },
+        # S3 refuses AbortIncompleteMultipartUpload with a tag filter, so it has its own rule
+        {
+            "ID": "c",
+            "Status": "Enabled",
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
         },
         {"Status": "Enabled", "Prefix": "", "Expiration": {"ExpiredObjectDeleteMarker": True}},
         {"Status": "Enabled", "Filter": {}, "Expiration": {"Date": "2030-01-01T00:00:00Z"}},
