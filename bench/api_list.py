@@ -48,13 +48,13 @@ sys.path.insert(0, str(REPO))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
-from tests.cli.mapi import Mapi  # noqa: E402
-from tests.servers import free_port, start_postgres  # noqa: E402
 
 from objectjobs.auth import hash_password  # noqa: E402
 from objectjobs.paging import PageTokens  # noqa: E402
 from objectjobs.store.interface import JobCursor  # noqa: E402
 from objectjobs.store.sql import SqlJobStore  # noqa: E402
+from tests.cli.mapi import Mapi  # noqa: E402
+from tests.servers import free_port, start_postgres  # noqa: E402
 
 PASSWORD = "bench-admin-password"
 BASE_TIME = datetime(2020, 1, 1, tzinfo=UTC)

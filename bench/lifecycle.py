@@ -145,11 +145,11 @@ def fill_local(root: Path, bucket: str, count: int) -> None:
 
 async def bench_rgw(count: int, work: Path) -> dict[str, Any]:
     from pydantic import SecretStr
-    from tests.servers import start_rgw_server
 
     from objectjobs.settings import StorageSettings
     from objectjobs.storage.factory import open_storage
     from objectjobs.storage.s3 import FULL_S3
+    from tests.servers import start_rgw_server
 
     server = start_rgw_server()
     try:

@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 from pydantic import SecretStr  # noqa: E402
-from tests import servers  # noqa: E402
 
 from objectjobs.models import JobState, JobType, NewJob  # noqa: E402
 from objectjobs.settings import Settings, StorageSettings, load_settings  # noqa: E402
@@ -46,6 +45,7 @@ from objectjobs.storage.interface import Storage  # noqa: E402
 from objectjobs.storage.local import LocalStorage  # noqa: E402
 from objectjobs.store.sql import SqlJobStore  # noqa: E402
 from objectjobs.worker import Worker  # noqa: E402
+from tests import servers  # noqa: E402
 
 BODY = 1024
 

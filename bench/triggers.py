@@ -159,6 +159,7 @@ async def bench_webhook(root: Path, data: Path, port: int) -> dict[str, Any]:
 
 async def bench_amqp(root: Path, data: Path) -> dict[str, Any]:
     import aio_pika
+
     from tests.servers import start_rabbitmq
 
     server = start_rabbitmq()  # blocking, once, before the measurement

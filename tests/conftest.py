@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+
 from tests import servers
 from tests.servers import PostgresServer, S3Endpoint
 

@@ -10,6 +10,7 @@ import boto3
 import psycopg
 import pytest
 from botocore.config import Config
+
 from tests.servers import PostgresServer, S3Endpoint
 
 

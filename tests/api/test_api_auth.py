@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.api.conftest import ADMIN_PASSWORD, TOKEN_PATH, Api, make_settings
 
 from objectjobs.accounts import ensure_admin, resolve_secret_key, resolve_serial_number
 from objectjobs.auth import TokenSigner, hash_password, verify_password
 from objectjobs.errors import AuthenticationFailed
 from objectjobs.models import ROLES
 from objectjobs.store.sql import SqlJobStore
+from tests.api.conftest import ADMIN_PASSWORD, TOKEN_PATH, Api, make_settings
 
 
 async def _secret(api: Api) -> str:

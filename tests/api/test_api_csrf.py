@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.api.conftest import Api
 
 from objectjobs.accounts import resolve_secret_key
 from objectjobs.auth import CsrfSigner
+from tests.api.conftest import Api
 
 
 @pytest.mark.parametrize("path", ["/mapi/v1/csrf", "/v1/csrf"])

@@ -10,12 +10,12 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
-from tests.api.conftest import Api
 
 from objectjobs.api.app import create_app
 from objectjobs.settings import S3EndpointSettings
 from objectjobs.storage.s3 import S3Storage
 from objectjobs.store.sql import SqlJobStore
+from tests.api.conftest import Api
 
 ERROR_KEYS = {"code", "message", "details"}
 

@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 import pytest
-from tests.api.conftest import Api
 
 from objectjobs.models import JobState, JobType, NewJob, Outcome, Progress, ResultRecord
+from tests.api.conftest import Api
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 JOB_KEYS = {

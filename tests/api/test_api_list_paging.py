@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.api.conftest import Api
 
 from objectjobs.models import JobType, NewJob
+from tests.api.conftest import Api
 
 _bucket_names = itertools.count()
 

@@ -21,9 +21,9 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from tests.api.conftest import ADMIN_PASSWORD, TOKEN_PATH, make_settings
 
 from objectjobs.api.app import create_app
+from tests.api.conftest import ADMIN_PASSWORD, TOKEN_PATH, make_settings
 
 
 @dataclass

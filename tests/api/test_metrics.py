@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from prometheus_client.parser import text_string_to_metric_families
+
 from tests.api.conftest import Api
 
 

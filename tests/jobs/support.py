@@ -45,7 +45,7 @@ async def wait_for(
     store: JobStore,
     job_id: int,
     done: Callable[[JobRecord], bool] = lambda j: not j.state.active,
-    timeout: float = 60.0,
+    timeout: float = 60.0,  # noqa: ASYNC109 - a deadline for polling, not an I/O timeout
 ) -> JobRecord:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
