@@ -70,7 +70,7 @@ async def test_create_rules(api: Api) -> None:
 
 
 async def test_idempotency_key_returns_same_job(api: Api) -> None:
-    body = {"jobType": "TRIGGER_RECONCILIATION", "bucketName": "b1", "jobParams": {"force": "true"}}
+    body = {"jobType": "METRIC_RECONCILIATION", "bucketName": "b1", "jobParams": {"fix": "false"}}
     key = {"Idempotency-Key": "retry-1"}
     a = await api.post("/jobs/create", body, user="oper", extra_headers=key)
     b = await api.post("/jobs/create", body, user="oper", extra_headers=key)
