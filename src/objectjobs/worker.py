@@ -120,6 +120,7 @@ class Worker:
         )
         try:
             await self.runner.run(task)
+            log.info("finished task %s of job %s", task.id, task.job_id)
         except LeaseLost:
             log.info("lost the lease of task %s of job %s", task.id, task.job_id)
         except asyncio.CancelledError:
