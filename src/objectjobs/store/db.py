@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,10 +13,11 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy import Table, event, exc, text
+from sqlalchemy import Table, create_engine, event, exc, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from objectjobs.errors import ConfigurationError, JobStoreError, JobStoreUnavailable
 
@@ -23,6 +25,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Alembic's op/context proxies are module globals: one upgrade at a time per process
+_ALEMBIC_LOCK = threading.Lock()
 # pg_advisory_xact_lock key serialising migrations of nodes starting at once ("objjobs")
 MIGRATION_LOCK = 0x6F626A6A6F6273
 SQLITE_BUSY_TIMEOUT_S = 10.0
@@ -133,23 +137,43 @@ class Database:
             return await work(conn)
 
     async def migrate(self) -> None:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-
-        def upgrade(sync_conn: Connection) -> None:
-            cfg.attributes["connection"] = sync_conn
-            command.upgrade(cfg, "head")
-
-        async def work(conn: AsyncConnection) -> None:
-            if self.dialect == "postgresql":
-                # released at commit; a node starting meanwhile waits, then finds head
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
-            await conn.run_sync(upgrade)
-
+        """Upgrade the schema to head, in a thread on a short-lived synchronous engine:
+        Alembic's ``op``/``context`` proxies are process-global, so upgrades in one process
+        take turns (``_ALEMBIC_LOCK``); across nodes, PostgreSQL's advisory lock orders them."""
         try:
-            await self.run(work, write=True)
+            await asyncio.to_thread(self._upgrade)
         except CommandError as e:  # e.g. the database is at a revision this code lacks
             raise JobStoreError(f"job store migration failed: {e}") from e
+        except (exc.SQLAlchemyError, OSError) as e:
+            raise translate(e) from e
+
+    def _upgrade(self) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        driver = "sqlite" if self.sqlite else "postgresql+psycopg"
+        connect_args: dict[str, Any] = (
+            {"timeout": SQLITE_BUSY_TIMEOUT_S} if self.sqlite else {"connect_timeout": 10}
+        )
+        engine = create_engine(
+            self.url.set(drivername=driver), poolclass=NullPool, connect_args=connect_args
+        )
+        try:
+            with _ALEMBIC_LOCK, engine.connect() as conn:
+                if self.sqlite:
+                    # take SQLite's write lock up front: another process migrating at the
+                    # same moment waits (busy timeout) instead of failing half-way
+                    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                    conn.commit()
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.begin()
+                    # released at commit; a node starting meanwhile waits, then finds head
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+        finally:
+            engine.dispose()
 
     async def dispose(self) -> None:
         await self.engine.dispose()
