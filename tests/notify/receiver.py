@@ -72,7 +72,10 @@ class Receiver:
             # let the handlers see the end of their connections rather than be cancelled
             if self._handlers:
                 await asyncio.wait(list(self._handlers), timeout=5)
-            await self._server.wait_closed()
+            # wait_closed() also waits for every client connection to go away; a client
+            # that keeps its keep-alive connection open must not hang the test's teardown
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
 
     async def __aenter__(self) -> Receiver:
         return await self.start()
