@@ -76,8 +76,12 @@ class Worker:
                 claimed = await self._fill()
                 if not claimed:
                     self._wake.clear()
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that arrives as the wake-up does, and the worker would
+                    # never stop
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.settings.worker.poll_s)
+                        async with asyncio.timeout(self.settings.worker.poll_s):
+                            await self._wake.wait()
         finally:
             watcher.cancel()
             for task in self._running.values():
