@@ -83,7 +83,9 @@ def test_three_workers_share_survive_a_kill_and_all_stop_on_cancel(
             log = (tmp_path / f"{name}.log").read_text()
             started, finished, stopped = (
                 set(re.findall(rf"{what} task (\d+)[^\n]* of job {second}\b", log))
-                for what in ("working on", "finished", "stopped")
+                # a cancelled task stops at its next cancel poll or, if it checkpoints
+                # first, on the refused checkpoint ("lost the lease"): both within ~1 s
+                for what in ("working on", "finished", "(?:stopped|lost the lease of)")
             )
             assert started - finished <= stopped, (name, started, finished, stopped)
             stopped_any = stopped_any or bool(stopped)
