@@ -48,6 +48,10 @@ class PageTokens:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except ValueError as exc:
             raise InvalidRequest("invalid pageToken", details="not a token we issued") from exc
+        # The decoder ignores stray characters and a final character's unused bits, so
+        # several spellings decode to one token; only the one we issued is accepted.
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
+            raise InvalidRequest("invalid pageToken", details="not a token we issued")
         payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         if len(raw) <= _MAC_BYTES or not hmac.compare_digest(mac, self._mac(payload)):
             raise InvalidRequest("invalid pageToken", details="not a token we issued")

@@ -165,3 +165,22 @@ def test_page_tokens_roundtrip_and_refuse_tampering() -> None:
         with pytest.raises(InvalidRequest):
             tokens.open(junk, scope)
     assert tokens.open_int_cursor(tokens.issue(17, scope), scope) == 17
+
+
+def test_page_tokens_accept_only_the_spelling_we_issued() -> None:
+    """Base64 decoders ignore a last character's unused bits and stray characters."""
+    tokens = PageTokens("secret-one-" * 4)
+    scope = {"op": "jobs/list", "caller": 1}
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # Find cursors whose tokens leave unused bits in the final character (length % 4 != 0).
+    padded = [tokens.issue(n, scope) for n in range(1, 40)]
+    padded = [t for t in padded if len(t) % 4]
+    assert padded
+    for token in padded:
+        for ch in alphabet.replace(token[-1], ""):
+            with pytest.raises(InvalidRequest):
+                tokens.open(token[:-1] + ch, scope)
+        for stray in ("=", "==", " ", "\n", "+", "/"):
+            with pytest.raises(InvalidRequest):
+                tokens.open(token + stray, scope)
+        assert tokens.open(token, scope) in range(1, 40)
