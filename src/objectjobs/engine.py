@@ -25,6 +25,7 @@ from objectjobs.handler import JobContext, JobHandler, KeyGroup, PlanBatch, Stor
 from objectjobs.jobs import handler_for
 from objectjobs.metrics import Metrics
 from objectjobs.models import JobRecord, JobState, JobType, Phase, Progress, ResultRecord, Task
+from objectjobs.partitioning import PartitionCutter
 from objectjobs.ratelimit import TokenBucket
 from objectjobs.retry import backoff_delay, retrying
 from objectjobs.settings import Settings
@@ -80,7 +81,7 @@ class TaskRunner:
         )
         try:
             if task.phase is Phase.EXAMINE:
-                await self._examine(handler, ctx)
+                await self._examine(handler, ctx, limiter)
             elif task.phase is Phase.PROCESS:
                 await self._process(handler, ctx, limiter)
             else:
@@ -97,41 +98,61 @@ class TaskRunner:
 
     # --- phases -------------------------------------------------------------------------
 
-    async def _examine(self, handler: JobHandler, ctx: JobContext) -> None:
+    async def _examine(
+        self, handler: JobHandler, ctx: JobContext, limiter: TokenBucket | None
+    ) -> None:
         job = ctx.job
         await handler.prepare(ctx)
-        # Resume from the partitions already created: their boundaries are committed, the
-        # checkpoint is only for visibility, so a takeover never leaves a gap or overlap.
         existing = await self.store.list_tasks(job.id, Phase.PROCESS)
-        seq = len(existing)
-        part_start = (existing[-1].end_key or "") if existing else ""
-        total_objects = sum(t.objects for t in existing)
-        total_bytes = sum(t.bytes for t in existing)
-        part_objects = part_bytes = 0
         if existing and existing[-1].end_key is None:
             # the open-ended last partition exists: only the completion was lost
-            await self._finish_examine(ctx, total_objects, total_bytes)
+            await self._finish_examine(
+                ctx, sum(t.objects for t in existing), sum(t.bytes for t in existing)
+            )
             return
-        cut = self.settings.worker.partition_objects
-        async for batch in self._key_groups(handler, ctx, part_start, None):
-            new_tasks: list[NewTask] = []
-            for group in batch:
-                size = sum(v.size for v in group if not v.is_delete_marker)
-                part_objects += len(group)
-                part_bytes += size
-                if part_objects >= cut:
-                    key = group[0].key
-                    new_tasks.append(NewTask(seq, part_start, key, part_objects, part_bytes))
-                    total_objects += part_objects
-                    total_bytes += part_bytes
-                    seq, part_start, part_objects, part_bytes = seq + 1, key, 0, 0
-            if new_tasks:
-                await self.store.add_tasks(job.id, Phase.PROCESS, new_tasks)
-            await self._checkpoint(ctx, key=batch[-1][0].key, progress=Progress())
+        cutter = PartitionCutter.resumed(ctx.state.get("cutting"), existing)
+        planning = handler.plans_while_examining
+        count_processed = ctx.dry_run or handler.processed_in_plan
+        examine_state, ctx.state = ctx.state, cutter.partition_state
+        size = self.settings.worker.partition_objects
+        async for batch in self._key_groups(
+            handler, ctx, cutter.listed_to, None, limiter if planning else None
+        ):
+            partitions: list[NewTask] = []
+            progress = Progress()
+            unplanned = 0  # index in batch of the first group not planned yet
+            for i, group in enumerate(batch):
+                cutter.add(group)
+                if cutter.objects >= size:
+                    if planning:
+                        planned = batch[unplanned : i + 1]
+                        progress += await self._plan_examined(handler, ctx, planned)
+                        unplanned = i + 1
+                    partitions.append(cutter.cut(group[0].key))
+                    ctx.state = cutter.partition_state
+            if planning and unplanned < len(batch):
+                progress += await self._plan_examined(handler, ctx, batch[unplanned:])
+            examine_state["cutting"] = cutter.to_dict()
+            await self._checkpoint(
+                ctx,
+                key=cutter.listed_to,
+                progress=progress if count_processed else Progress(),
+                state_data=examine_state,
+                partitions=partitions,
+            )
         # the last partition is open-ended: keys written after the listing still fall in one
-        last = NewTask(seq, part_start, None, part_objects, part_bytes)
+        last = cutter.cut(None)
         await self.store.add_tasks(job.id, Phase.PROCESS, [*handler.extra_tasks(), last])
-        await self._finish_examine(ctx, total_objects + part_objects, total_bytes + part_bytes)
+        await self._finish_examine(ctx, cutter.total_objects, cutter.total_bytes)
+
+    async def _plan_examined(
+        self, handler: JobHandler, ctx: JobContext, groups: Sequence[KeyGroup]
+    ) -> Progress:
+        """Plan listed groups into ``ctx.state`` (the partition's) and note how far the
+        partition is planned; the progress that is."""
+        decided = await handler.plan(ctx, groups)
+        ctx.state["planned_to"] = groups[-1][0].key
+        return _add_to_plan(ctx.state.setdefault("plan", {}), decided)
 
     async def _finish_examine(self, ctx: JobContext, objects: int, size: int) -> None:
         await self.store.update_job(ctx.job.id, totals={"objects": objects, "bytes": size})
@@ -145,14 +166,8 @@ class TaskRunner:
         count_processed = ctx.dry_run or handler.processed_in_plan
 
         def add_to_plan(decided: PlanBatch) -> Progress:
-            for action, (objects, size) in decided.actions.items():
-                slot = plan.setdefault(action, [0, 0])
-                slot[0] += objects
-                slot[1] += size
-            if not count_processed:
-                return Progress()
-            size = sum(bytes_ for _, bytes_ in decided.actions.values())
-            return Progress(processed=decided.evaluated, bytes=size)
+            progress = _add_to_plan(plan, decided)
+            return progress if count_processed else Progress()
 
         whole = await handler.plan_whole(ctx)
         if whole is not None:
@@ -166,15 +181,10 @@ class TaskRunner:
             )
         else:
             start = task.checkpoint if task.checkpoint is not None else task.start_key
-            async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
-                decided = await handler.plan(ctx, batch)
-                await self._checkpoint(
-                    ctx,
-                    key=batch[-1][0].key,
-                    progress=add_to_plan(decided),
-                    state_data=ctx.state,
-                    results=decided.results,
-                )
+            # the whole range, or of a range planned while examining (its checkpoint) the
+            # keys written after the listing passed, which only the open-ended last one has
+            if task.end_key is None or start < task.end_key:
+                await self._plan_range(handler, ctx, start, limiter, add_to_plan)
         if ctx.dry_run:
             next_state = JobState.COMPLETE
         else:
@@ -183,6 +193,24 @@ class TaskRunner:
         if next_state is JobState.COMPLETE and await self._over_failure_threshold(job.id):
             return
         await self.store.complete_task(task.id, self.worker_id, next_state=next_state)
+
+    async def _plan_range(
+        self,
+        handler: JobHandler,
+        ctx: JobContext,
+        start: str,
+        limiter: TokenBucket | None,
+        add_to_plan: Callable[[PlanBatch], Progress],
+    ) -> None:
+        async for batch in self._key_groups(handler, ctx, start, ctx.task.end_key, limiter):
+            decided = await handler.plan(ctx, batch)
+            await self._checkpoint(
+                ctx,
+                key=batch[-1][0].key,
+                progress=add_to_plan(decided),
+                state_data=ctx.state,
+                results=decided.results,
+            )
 
     async def _execute(
         self, handler: JobHandler, ctx: JobContext, limiter: TokenBucket | None
@@ -218,6 +246,7 @@ class TaskRunner:
         progress: Progress,
         state_data: dict[str, Any] | None = None,
         results: Sequence[ResultRecord] = (),
+        partitions: Sequence[NewTask] = (),
     ) -> None:
         await self.store.checkpoint(
             ctx.task.id,
@@ -226,6 +255,7 @@ class TaskRunner:
             progress=progress,
             state_data=state_data,
             results=results,
+            partitions=partitions,
         )
         if self.metrics is not None:
             self.metrics.count_progress(ctx.job.job_type, progress)
@@ -360,3 +390,13 @@ class TaskRunner:
             return list(await asyncio.gather(*(one(i) for i in items), return_exceptions=True))
 
         return run_each
+
+
+def _add_to_plan(plan: dict[str, list[int]], decided: PlanBatch) -> Progress:
+    """Add ``decided`` to a task's plan (action -> [objects, bytes]); the progress it is."""
+    for action, (objects, size) in decided.actions.items():
+        slot = plan.setdefault(action, [0, 0])
+        slot[0] += objects
+        slot[1] += size
+    size = sum(bytes_ for _, bytes_ in decided.actions.values())
+    return Progress(processed=decided.evaluated, bytes=size)

@@ -106,6 +106,10 @@ class JobHandler(abc.ABC):
     #: True when evaluating an object is its whole handling (counting), so PROCESS advances
     #: ``jobStats.processed``; otherwise only EXECUTE (or a dry run's PROCESS) does
     processed_in_plan: bool = False
+    #: True when ``plan`` needs nothing but the listing's entries and ``ctx.state`` (a pure
+    #: count, returning no results): EXAMINING then plans each partition while it lists it,
+    #: and PROCESSING only reports that plan instead of listing the range a second time
+    plans_while_examining: bool = False
 
     async def validate(  # noqa: B027 - optional hook
         self, job: NewJob, storage: Storage, settings: Settings

@@ -1,9 +1,12 @@
 """METRIC_RECONCILIATION (SPEC §3.5): recount a bucket's usage and correct the stored record.
 
-PROCESS counts each partition's versions, delete markers and bytes by storage class into
-the task's checkpointed state (so a takeover resumes the count exactly). EXECUTE is one
-job-wide step: it adds up the partitions, counts incomplete multipart uploads and their
-parts, and stores the usage with its before/after/delta.
+Counting needs nothing but the listing, so the bucket is listed once: EXAMINE counts each
+partition's versions, delete markers and bytes by storage class while it cuts it, into the
+partition's task state (committed with the partition, so a takeover resumes the count
+exactly). PROCESS reports those counts, and counts only keys written after EXAMINE passed
+the end of the open-ended last partition. EXECUTE is one job-wide step: it adds up the
+partitions, counts incomplete multipart uploads and their parts, and stores the usage with
+its before/after/delta.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from objectjobs.usage import Usage, usage_delta
 class MetricReconciliation(JobHandler):
     listing = "versions"
     processed_in_plan = True
+    plans_while_examining = True
 
     async def plan(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> PlanBatch:
         usage = Usage.from_dict(ctx.state.get("usage", {}))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,13 +41,17 @@ class JobCursor:
 @dataclass(frozen=True)
 class NewTask:
     """A task to create: a key range of a job for a phase. ``objects``/``bytes`` are the
-    totals EXAMINING found in the range (0 when unknown)."""
+    totals EXAMINING found in the range (0 when unknown); ``state_data`` is the task's
+    initial handler state and ``checkpoint`` how far it is already done (a range that
+    EXAMINING planned while listing it)."""
 
     seq: int
     start_key: str
     end_key: str | None
     objects: int = 0
     bytes: int = 0
+    state_data: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
 
 
 class JobStore(abc.ABC):
@@ -175,10 +179,13 @@ class JobStore(abc.ABC):
         progress: Progress,
         state_data: dict[str, Any] | None = None,
         results: Sequence[ResultRecord] = (),
+        partitions: Sequence[NewTask] = (),
     ) -> None:
         """In one transaction: record that the task is done up to ``key``, add ``progress``
-        to the job's counters, store ``state_data`` and append ``results``. LeaseLost if
-        the worker no longer holds the lease (nothing is written then)."""
+        to the job's counters, store ``state_data``, append ``results`` and create
+        ``partitions`` as PROCESS tasks of the job (EXAMINING's cuts; idempotent per seq as
+        in ``add_tasks``). LeaseLost if the worker no longer holds the lease (nothing is
+        written then)."""
 
     @abc.abstractmethod
     async def release_task(self, task_id: int, worker_id: str, *, retry_in_s: float) -> None:

@@ -414,9 +414,10 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         progress: Progress,
         state_data: dict[str, Any] | None = None,
         results: Sequence[ResultRecord] = (),
+        partitions: Sequence[NewTask] = (),
     ) -> None:
         async def work(conn: AsyncConnection) -> None:
-            await task_ops.checkpoint(
+            job_id = await task_ops.checkpoint(
                 conn,
                 task_id,
                 worker_id,
@@ -424,6 +425,9 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
                 progress=progress,
                 state_data=state_data,
                 results_=results,
+            )
+            await task_ops.add_tasks(
+                conn, job_id, Phase.PROCESS, partitions, dialect=self._db.dialect
             )
 
         await self._db.run(work, write=True)

@@ -163,7 +163,8 @@ async def checkpoint(
     progress: Progress,
     state_data: dict[str, Any] | None,
     results_: Sequence[ResultRecord],
-) -> None:
+) -> int:
+    """Checkpoint the task (see JobStore.checkpoint); its job's id."""
     job_id = await _job_of(conn, task_id)
     if not progress.empty:
         # job row first (lock order); additions in SQL, so concurrent workers never lose one
@@ -192,6 +193,7 @@ async def checkpoint(
         raise LeaseLost(f"task {task_id} is no longer leased to {worker_id}")
     if results_:
         await conn.execute(insert(results), [result_row(job_id, r) for r in results_])
+    return job_id
 
 
 async def add_tasks(
@@ -210,7 +212,8 @@ async def add_tasks(
             "attempts": 0,
             "objects": t.objects,
             "bytes": t.bytes,
-            "state_data": {},
+            "state_data": t.state_data,
+            "checkpoint": t.checkpoint,
         }
         for t in new
     ]

@@ -1,0 +1,82 @@
+"""Cutting a job's listing into PROCESS partitions while EXAMINING (SPEC §3.1).
+
+The cut in progress is plain data saved with every EXAMINE checkpoint, in the same
+transaction as the partitions it completed, so a worker taking the task over continues the
+listing exactly where the last commit left it: no partition is lost, repeated or
+overlapped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from objectjobs.models import Task
+from objectjobs.storage.interface import ObjectVersion
+from objectjobs.store.interface import NewTask
+
+
+@dataclass
+class PartitionCutter:
+    """Key ranges of about ``worker.partition_objects`` objects, in listing order."""
+
+    #: seq of the partition being filled
+    seq: int = 0
+    #: exclusive lower bound of that partition
+    start: str = ""
+    objects: int = 0
+    bytes: int = 0
+    #: the listing is done up to this key (inclusive)
+    listed_to: str = ""
+    total_objects: int = 0
+    total_bytes: int = 0
+    #: the handler's plan state for the partition being filled, when it plans while
+    #: examining (it becomes that PROCESS task's state)
+    partition_state: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def resumed(cls, saved: dict[str, Any] | None, existing: Sequence[Task]) -> PartitionCutter:
+        """The cut as last checkpointed; without one (a fresh start, or a run by a version
+        that committed partitions on their own), after the partitions already created."""
+        if saved is not None:
+            return cls(**saved)
+        start = (existing[-1].end_key or "") if existing else ""
+        return cls(
+            seq=len(existing),
+            start=start,
+            listed_to=start,
+            total_objects=sum(t.objects for t in existing),
+            total_bytes=sum(t.bytes for t in existing),
+        )
+
+    def add(self, group: Sequence[ObjectVersion]) -> None:
+        """Count one key's versions into the partition being filled."""
+        self.objects += len(group)
+        self.bytes += sum(v.size for v in group if not v.is_delete_marker)
+        self.listed_to = group[0].key
+
+    def cut(self, end_key: str | None) -> NewTask:
+        """Close the partition being filled at ``end_key`` (None: open-ended, the last)."""
+        state = self.partition_state
+        task = NewTask(
+            self.seq,
+            self.start,
+            end_key,
+            self.objects,
+            self.bytes,
+            state_data=state,
+            # a partition planned while examining is done as far as that plan reaches
+            checkpoint=state.get("planned_to"),
+        )
+        self.total_objects += self.objects
+        self.total_bytes += self.bytes
+        self.seq += 1
+        self.start = end_key or ""
+        self.objects = self.bytes = 0
+        self.partition_state = {}
+        return task
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
