@@ -27,6 +27,7 @@ from objectjobs.metrics import Metrics
 from objectjobs.models import JobRecord, JobState, JobType, Phase, Progress, ResultRecord, Task
 from objectjobs.partitioning import PartitionCutter
 from objectjobs.ratelimit import TokenBucket
+from objectjobs.readahead import read_ahead
 from objectjobs.retry import backoff_delay, retrying
 from objectjobs.settings import Settings
 from objectjobs.storage.interface import ObjectVersion, Storage
@@ -331,13 +332,14 @@ class TaskRunner:
         while True:
             pending: list[ObjectVersion] = []
             try:
-                async for page in lister(
+                pages = lister(
                     bucket,
                     prefix=ctx.prefix,
                     start_after=resume,
                     end_key=end_key,
                     page_size=PAGE_SIZE,
-                ):
+                )
+                async for page in read_ahead(pages):
                     groups: list[KeyGroup] = []
                     for version in page:
                         if pending and pending[0].key != version.key:

@@ -245,26 +245,15 @@ class LocalStorage(Storage):
         def take() -> list[ObjectVersion]:
             return [v for _, v in zip(range(batch), walker, strict=False)]
 
-        # The walk reads ahead one batch while the caller works on the page before (the
-        # stat calls release the GIL), so listing and the caller's work overlap.
         page: list[ObjectVersion] = []
-        ahead = asyncio.ensure_future(self._io(take))
-        try:
-            while True:
-                got = await ahead
-                if len(got) == batch:
-                    ahead = asyncio.ensure_future(self._io(take))
-                page.extend(got)
-                while len(page) >= page_size:
-                    yield page[:page_size]
-                    page = page[page_size:]
-                if len(got) < batch:
-                    break
-        finally:
-            if not ahead.done():
-                # the walker is not thread-safe: let the read-ahead finish before the
-                # generator (and so the walker) is dropped
-                await asyncio.shield(ahead)
+        while True:
+            got = await self._io(take)
+            page.extend(got)
+            while len(page) >= page_size:
+                yield page[:page_size]
+                page = page[page_size:]
+            if len(got) < batch:
+                break
         if page:
             yield page
 
