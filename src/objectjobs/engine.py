@@ -38,6 +38,8 @@ log = logging.getLogger("objectjobs.engine")
 PAGE_SIZE = 1000
 #: how often the job's rate is measured for describe (objects/s over this window)
 RATE_WINDOW_S = 2.0
+#: EXAMINING commits its position at least this often (and whenever it cuts partitions)
+EXAMINE_COMMIT_S = 1.0
 #: failures are judged against maxFailurePercent once this many objects were attempted
 FAILURE_JUDGEMENT_MIN = 1000
 
@@ -116,12 +118,26 @@ class TaskRunner:
         count_processed = ctx.dry_run or handler.processed_in_plan
         examine_state, ctx.state = ctx.state, cutter.partition_state
         size = self.settings.worker.partition_objects
+        partitions: list[NewTask] = []
+        progress = Progress()
+        committed, dirty = time.monotonic(), False
+
+        async def commit() -> None:
+            nonlocal partitions, progress, committed, dirty
+            examine_state["cutting"] = cutter.to_dict()
+            await self._checkpoint(
+                ctx,
+                key=cutter.listed_to,
+                progress=progress if count_processed else Progress(),
+                state_data=examine_state,
+                partitions=partitions,
+            )
+            partitions, progress, committed, dirty = [], Progress(), time.monotonic(), False
+
         async for batch in self._key_groups(
             handler, ctx, cutter.listed_to, None, limiter if planning else None
         ):
-            partitions: list[NewTask] = []
-            progress = Progress()
-            unplanned = 0  # index in batch of the first group not planned yet
+            unplanned, dirty = 0, True  # unplanned: index of the first group not planned yet
             for i, group in enumerate(batch):
                 cutter.add(group)
                 if cutter.objects >= size:
@@ -133,14 +149,12 @@ class TaskRunner:
                     ctx.state = cutter.partition_state
             if planning and unplanned < len(batch):
                 progress += await self._plan_examined(handler, ctx, batch[unplanned:])
-            examine_state["cutting"] = cutter.to_dict()
-            await self._checkpoint(
-                ctx,
-                key=cutter.listed_to,
-                progress=progress if count_processed else Progress(),
-                state_data=examine_state,
-                partitions=partitions,
-            )
+            # A listing page takes milliseconds to count: commit when partitions are cut
+            # and about every second, not per page; a takeover repeats at most that second.
+            if partitions or time.monotonic() - committed >= EXAMINE_COMMIT_S:
+                await commit()
+        if dirty:
+            await commit()
         # the last partition is open-ended: keys written after the listing still fall in one
         last = cutter.cut(None)
         await self.store.add_tasks(job.id, Phase.PROCESS, [*handler.extra_tasks(), last])
