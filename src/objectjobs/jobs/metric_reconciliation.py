@@ -30,13 +30,16 @@ class MetricReconciliation(JobHandler):
 
     async def plan(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> PlanBatch:
         usage = Usage.from_dict(ctx.state.get("usage", {}))
-        decided = PlanBatch()
+        count = size = 0
         for group in groups:
             for version in group:
                 usage.count_version(version)
-                decided.add("count", 0 if version.is_delete_marker else version.size)
-                decided.evaluated += 1
+                count += 1
+                if not version.is_delete_marker:
+                    size += version.size
         ctx.state["usage"] = usage.to_dict()
+        decided = PlanBatch(evaluated=count)
+        decided.add("count", size, count)
         return decided
 
     async def execute(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> ExecBatch:
