@@ -175,6 +175,32 @@ async def test_checkpoint(store: SqlJobStore, user: User) -> None:
     assert seqs == sorted(seqs) and len(set(seqs)) == 5
 
 
+async def test_checkpoint_creates_partitions_with_it_or_not_at_all(
+    store: SqlJobStore, user: User
+) -> None:
+    job = await make_job(store, user)
+    examine = await claim(store, "w")
+    cut = [
+        NewTask(0, "", "k1", 2, 20, state_data={"plan": {"count": [2, 20]}}, checkpoint="k1"),
+        NewTask(1, "k1", "k3", 2, 20),
+    ]
+    await store.checkpoint(examine.id, "w", key="k3", progress=Progress(processed=2),
+                           state_data={"cutting": {"seq": 2}}, partitions=cut)
+    made = await store.list_tasks(job.id, Phase.PROCESS)
+    assert [(t.seq, t.start_key, t.end_key, t.objects, t.checkpoint, t.state_data)
+            for t in made] == [
+        (0, "", "k1", 2, "k1", {"plan": {"count": [2, 20]}}),
+        (1, "k1", "k3", 2, None, {}),
+    ]
+    # a checkpoint refused for a lost lease creates none of its partitions
+    with pytest.raises(LeaseLost):
+        await store.checkpoint(examine.id, "other", key="k5", progress=Progress(processed=2),
+                               partitions=[NewTask(2, "k3", "k5")])
+    assert len(await store.list_tasks(job.id, Phase.PROCESS)) == 2
+    got = await store.get_job(job.id)
+    assert got is not None and got.processed == 2
+
+
 async def test_counters_under_concurrent_increments(store: SqlJobStore, user: User) -> None:
     job = await make_job(store, user)
     await to_execute(store, job, 6)
