@@ -32,7 +32,7 @@ import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from objectjobs import events
@@ -229,23 +229,14 @@ class TriggerReconciliation(JobHandler):
             (item, rule, lkey) for item in items for rule, lkey in item.events if lkey in missing
         ]
         targets = self._targets(ctx, {rule.arn for _, rule, _ in sends})
-        region, job_id, bucket = ctx.settings.storage.region, ctx.job.id, ctx.job.bucket
+        bucket, job_header = ctx.job.bucket, str(ctx.job.id)
+        bodies = self._bodies(ctx)
 
         async def send(one: tuple[_Item, NotificationRule, str]) -> None:
             item, rule, lkey = one
-            record = events.build_record(
-                rule,
-                bucket=bucket,
-                obj=item.obj,
-                region=region,
-                job_id=job_id,
-                sent_at=datetime.now().astimezone(),
-            )
-            headers = {
-                EVENT_ID_HEADER: _event_id(bucket, lkey),
-                "X-ObjectJobs-Job-Id": str(job_id),
-            }
-            await targets[rule.arn].deliver(events.event_body(record), headers=headers)
+            body = bodies[rule].body(item.obj, datetime.now(UTC))
+            headers = {EVENT_ID_HEADER: _event_id(bucket, lkey), "X-ObjectJobs-Job-Id": job_header}
+            await targets[rule.arn].deliver(body, headers=headers)
             await writer.add(lkey)
 
         outcomes = await ctx.run_each(send, sends)
@@ -311,6 +302,18 @@ class TriggerReconciliation(JobHandler):
                 raise JobFailed(exc.message) from None
             ctx.resources["rules"] = rules
         return rules
+
+    def _bodies(self, ctx: JobContext) -> dict[NotificationRule, events.EventBodies]:
+        """Per rule, the maker of its event bodies for this job."""
+        bodies: dict[NotificationRule, events.EventBodies] | None = ctx.resources.get("bodies")
+        if bodies is None:
+            region, job_id, bucket = ctx.settings.storage.region, ctx.job.id, ctx.job.bucket
+            bodies = {
+                rule: events.EventBodies(rule, bucket=bucket, region=region, job_id=job_id)
+                for rule in ctx.resources["rules"]
+            }
+            ctx.resources["bodies"] = bodies
+        return bodies
 
     def _targets(self, ctx: JobContext, arns: set[str]) -> dict[str, DeliveryTarget]:
         targets: dict[str, DeliveryTarget] = ctx.resources.setdefault("targets", {})
