@@ -30,6 +30,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -70,7 +71,7 @@ class NotificationRule:
                 return True
         return False
 
-    @property
+    @cached_property  # asked once per event sent
     def created_events(self) -> tuple[str, ...]:
         return tuple(e for e in CREATED_EVENTS if self.accepts(e))
 
@@ -172,8 +173,10 @@ def sequencer(last_modified: datetime) -> str:
 
 
 def _iso(moment: datetime) -> str:
+    """``2026-11-29T01:02:03.004Z``: UTC, milliseconds."""
     stamp = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    # isoformat is C; strftime cost a tenth of the record's building time
+    return stamp.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 @dataclass(frozen=True)
@@ -197,14 +200,6 @@ def build_record(
     sent_at: datetime,
 ) -> dict[str, Any]:
     """The S3 event record of a reconciliation event (marks: see the module docstring)."""
-    s3_object: dict[str, Any] = {
-        "key": encode_key(obj.key),
-        "size": obj.size,
-        "eTag": (obj.etag or "").strip('"'),
-        "sequencer": sequencer(obj.last_modified),
-    }
-    if obj.version_id is not None and obj.version_id != "null":
-        s3_object["versionId"] = obj.version_id
     return {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
@@ -225,18 +220,86 @@ def build_record(
                 "ownerIdentity": {"principalId": RECONCILIATION_PRINCIPAL},
                 "arn": f"arn:aws:s3:::{bucket}",
             },
-            "object": s3_object,
+            "object": _s3_object(obj),
         },
         "objectjobs": {"reconciliation": True, "jobId": job_id, "sentAt": _iso(sent_at)},
     }
 
 
+def _s3_object(obj: EventObject) -> dict[str, Any]:
+    s3_object: dict[str, Any] = {
+        "key": encode_key(obj.key),
+        "size": obj.size,
+        "eTag": (obj.etag or "").strip('"'),
+        "sequencer": sequencer(obj.last_modified),
+    }
+    if obj.version_id is not None and obj.version_id != "null":
+        s3_object["versionId"] = obj.version_id
+    return s3_object
+
+
 def event_body(record: Mapping[str, Any]) -> bytes:
-    return json.dumps({"Records": [record]}, separators=(",", ":"), ensure_ascii=False).encode()
+    return _compact({"Records": [record]}).encode()
+
+
+class EventBodies:
+    """``event_body(build_record(rule, ...))`` for the objects of one job, byte for byte,
+    at a fraction of the cost: the record's fixed part is encoded once, as a frame around
+    the four per-event members (eventTime, eventName, s3.object, objectjobs.sentAt)."""
+
+    def __init__(self, rule: NotificationRule, *, bucket: str, region: str, job_id: int) -> None:
+        self._rule, self._bucket, self._region, self._job_id = rule, bucket, region, job_id
+        some = EventObject("", 0, None, None, datetime.now(UTC))
+        record = self._record(some, some.last_modified)
+        record["eventTime"], record["eventName"] = _MARKS[0], _MARKS[1]
+        record["s3"]["object"], record["objectjobs"]["sentAt"] = _MARKS[2], _MARKS[3]
+        frame = event_body(record).decode()
+        self._parts: tuple[str, ...] | None = None
+        if all(frame.count(_compact(mark)) == 1 for mark in _MARKS):
+            parts: list[str] = []
+            for mark in _MARKS:
+                before, _, frame = frame.partition(_compact(mark))
+                parts.append(before)
+            self._parts = (*parts, frame)
+        # else a configured value spells a mark: the slow way, always right
+
+    def body(self, obj: EventObject, sent_at: datetime) -> bytes:
+        p = self._parts
+        if p is None:
+            return event_body(self._record(obj, sent_at))
+        return (
+            p[0]
+            + _compact(_iso(obj.last_modified))
+            + p[1]
+            + _compact(self._rule.event_name(obj.etag))
+            + p[2]
+            + _compact(_s3_object(obj))
+            + p[3]
+            + _compact(_iso(sent_at))
+            + p[4]
+        ).encode()
+
+    def _record(self, obj: EventObject, sent_at: datetime) -> dict[str, Any]:
+        return build_record(
+            self._rule,
+            bucket=self._bucket,
+            obj=obj,
+            region=self._region,
+            job_id=self._job_id,
+            sent_at=sent_at,
+        )
+
+
+#: stand-ins for the per-event members while the frame is encoded (NUL: in no real value)
+_MARKS = ("\0time", "\0name", "\0object", "\0sent")
 
 
 def ledger_key(rule: NotificationRule, key: str, identity: str) -> str:
     """The delivery ledger's key of one event: rule, object key and version id (or ETag).
     A JSON array, not a NUL-separated string: PostgreSQL text cannot hold NUL, and any other
     separator could occur in a key."""
-    return json.dumps([rule.id, key, identity], separators=(",", ":"), ensure_ascii=False)
+    return _compact([rule.id, key, identity])
+
+
+#: compact JSON, non-ASCII kept; one encoder (json.dumps builds one per call with options)
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

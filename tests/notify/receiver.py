@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class Receiver:
         self.accepted_count = 0
         self.attempts: Counter[str] = Counter()
         self.requests = 0
+        self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task[None]] = set()
@@ -94,6 +96,7 @@ class Receiver:
         return [rec for req in self.accepted for rec in req.json()["Records"]]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         self._writers.add(writer)
         me = asyncio.current_task()
         assert me is not None
@@ -129,6 +132,9 @@ class Receiver:
                 "accepted": self.accepted_count,
                 "requests": self.requests,
                 "distinct": len(self.attempts),
+                "connections": self.connections,
+                # whether the receiver kept up: a benchmark compares it with the job's
+                "cpu_s": time.process_time(),
             }
             return 200, json.dumps(stats).encode()
         self.requests += 1

@@ -13,9 +13,11 @@ id (or ETag when unversioned): see :func:`objectjobs.events.ledger_key`.
   delivered before), ``unmatched`` (no rule, or outside the time window) or ``noncurrent``
   (an older version or a delete marker).
 - EXECUTE delivers the missing events through ``ctx.run_each`` (per-event retries with
-  backoff and jitter for retryable delivery errors) and records each one in the ledger as
-  soon as it is accepted, before the batch's checkpoint: a crash re-delivers at most the
-  events in flight. ``force=true`` sends every matching event again.
+  backoff and jitter for retryable delivery errors) and records each one in the ledger
+  once it is accepted, in background transactions a few ms apart, all committed before
+  the batch's checkpoint: a crash re-delivers at most the events in flight and those
+  accepted but not yet committed (bounded per task by ``MAX_UNRECORDED``, see
+  ``_LedgerWriter``). ``force=true`` sends every matching event again.
 - Reports: one result per matching object (``emit`` SUCCEEDED/FAILED, or ``skip``
   SKIPPED); unmatched and noncurrent ones only count as processed and skipped.
 
@@ -26,10 +28,11 @@ written by another tool).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from objectjobs import events
@@ -53,6 +56,11 @@ from objectjobs.storage.interface import ObjectVersion, Storage
 from objectjobs.store.interface import JobStore
 
 EVENT_ID_HEADER = "X-ObjectJobs-Event-Id"
+#: events a task may have delivered but not yet recorded in the ledger before its senders
+#: wait for the ledger: what a crash may repeat, beyond the deliveries in flight
+MAX_UNRECORDED = 256
+#: how long the first unrecorded event waits for others to share its ledger transaction
+LEDGER_LINGER_S = 0.025
 
 
 def ledger_name(bucket: str) -> str:
@@ -108,41 +116,67 @@ class _Window:
 
 
 class _LedgerWriter:
-    """Records delivered events in the ledger as they are accepted, in the background: one
-    transaction takes every event accepted while the previous one committed. Deliveries do
-    not wait for it (waiting would pace them at one commit each); ``drain`` does, before
-    the batch's checkpoint, and ``add`` only once ``limit`` keys wait. A crash therefore
-    repeats at most the events in flight and those accepted but not yet committed."""
+    """Records delivered events in the ledger as they are accepted, in the background.
+
+    Deliveries do not wait for it: waiting would pace them by the commit latency, which
+    under load (the store's one SQLite writer shared with checkpoints, heartbeats and the
+    other tasks) reached ~45 ms, capping a task at ~2 x concurrency events per commit.
+    A transaction starts ``LEDGER_LINGER_S`` after the first key that waits, or at once
+    when ``limit // 2`` keys wait, a sender is held or the batch ends (``drain``), and
+    takes every key waiting; ``add`` holds its sender only once ``limit`` keys wait.
+
+    A crash therefore repeats at most the events in flight, those waiting (fewer than
+    ``limit`` plus the concurrency) and those of the transaction being committed."""
 
     def __init__(self, store: JobStore, ledger: str, limit: int) -> None:
         self._store = store
         self._ledger = ledger
-        self._limit = limit
+        self._limit = max(1, limit)
         self._pending: list[str] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()
+        self._held = 0  # senders waiting in add
+        self._draining = False
 
     async def add(self, key: str) -> None:
         self._pending.append(key)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
+        if len(self._pending) >= self._limit // 2:
+            self._hurry.set()
         if len(self._pending) >= self._limit:
-            # back-pressure: bounds what a crash could repeat to about twice the concurrency
-            await asyncio.shield(self._flusher)
+            # back-pressure: bounds what a crash could repeat
+            self._held += 1
+            try:
+                await asyncio.shield(self._flusher)
+            finally:
+                self._held -= 1
 
     async def _flush(self) -> None:
         while self._pending:
+            if not (self._draining or self._held or self._hurry.is_set()):
+                # a few more keys per transaction: each costs ~1 ms of the event loop
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LEDGER_LINGER_S):
+                        await self._hurry.wait()
+            self._hurry.clear()
             batch, self._pending = self._pending, []
             await self._store.ledger_add(self._ledger, batch)
 
     async def drain(self) -> None:
         """Wait until every key added is stored; raises the store's error if any."""
-        while self._flusher is not None:
-            flusher = self._flusher
-            await flusher  # a JobStoreError propagates: the task is retried later
-            if flusher is self._flusher and not self._pending:
-                self._flusher = None
-        if self._pending:
-            await self._flush()
+        self._draining = True
+        self._hurry.set()
+        try:
+            while self._flusher is not None:
+                flusher = self._flusher
+                await flusher  # a JobStoreError propagates: the task is retried later
+                if flusher is self._flusher and not self._pending:
+                    self._flusher = None
+            if self._pending:
+                await self._flush()
+        finally:
+            self._draining = False
 
     def abandon(self) -> None:
         if self._flusher is not None:
@@ -189,29 +223,20 @@ class TriggerReconciliation(JobHandler):
         missing = await self._missing(ctx, items)
         writer: _LedgerWriter = ctx.resources.setdefault(
             "ledger",
-            _LedgerWriter(ctx.store, ledger_name(ctx.job.bucket), ctx.settings.worker.concurrency),
+            _LedgerWriter(ctx.store, ledger_name(ctx.job.bucket), MAX_UNRECORDED),
         )
         sends = [
             (item, rule, lkey) for item in items for rule, lkey in item.events if lkey in missing
         ]
         targets = self._targets(ctx, {rule.arn for _, rule, _ in sends})
-        region, job_id, bucket = ctx.settings.storage.region, ctx.job.id, ctx.job.bucket
+        bucket, job_header = ctx.job.bucket, str(ctx.job.id)
+        bodies = self._bodies(ctx)
 
         async def send(one: tuple[_Item, NotificationRule, str]) -> None:
             item, rule, lkey = one
-            record = events.build_record(
-                rule,
-                bucket=bucket,
-                obj=item.obj,
-                region=region,
-                job_id=job_id,
-                sent_at=datetime.now().astimezone(),
-            )
-            headers = {
-                EVENT_ID_HEADER: _event_id(bucket, lkey),
-                "X-ObjectJobs-Job-Id": str(job_id),
-            }
-            await targets[rule.arn].deliver(events.event_body(record), headers=headers)
+            body = bodies[rule].body(item.obj, datetime.now(UTC))
+            headers = {EVENT_ID_HEADER: _event_id(bucket, lkey), "X-ObjectJobs-Job-Id": job_header}
+            await targets[rule.arn].deliver(body, headers=headers)
             await writer.add(lkey)
 
         outcomes = await ctx.run_each(send, sends)
@@ -277,6 +302,18 @@ class TriggerReconciliation(JobHandler):
                 raise JobFailed(exc.message) from None
             ctx.resources["rules"] = rules
         return rules
+
+    def _bodies(self, ctx: JobContext) -> dict[NotificationRule, events.EventBodies]:
+        """Per rule, the maker of its event bodies for this job."""
+        bodies: dict[NotificationRule, events.EventBodies] | None = ctx.resources.get("bodies")
+        if bodies is None:
+            region, job_id, bucket = ctx.settings.storage.region, ctx.job.id, ctx.job.bucket
+            bodies = {
+                rule: events.EventBodies(rule, bucket=bucket, region=region, job_id=job_id)
+                for rule in ctx.resources["rules"]
+            }
+            ctx.resources["bodies"] = bodies
+        return bodies
 
     def _targets(self, ctx: JobContext, arns: set[str]) -> dict[str, DeliveryTarget]:
         targets: dict[str, DeliveryTarget] = ctx.resources.setdefault("targets", {})

@@ -7,19 +7,19 @@ of the exact body bytes keyed with the secret (UTF-8), so the receiver can check
 came from us unchanged (compare with ``hmac.compare_digest``).
 
 Outcomes: any 2xx is delivered; 429, 5xx, timeouts and connection errors are retryable;
-any other answer (other 4xx, 3xx) is permanent.
+any other answer (other 4xx, 3xx) is permanent, and so is a URL or header that cannot make
+a request. The HTTP client is :mod:`objectjobs.notify.http` (why: see there).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import socket
+import ssl
 from collections.abc import Mapping
 
-import httpx
-
 from objectjobs.errors import DeliveryError
+from objectjobs.notify.http import HttpOrigin
 from objectjobs.notify.interface import DeliveryTarget
 from objectjobs.settings import NotifyTargetSettings
 
@@ -35,46 +35,46 @@ def sign(secret: str, body: bytes) -> str:
 class WebhookTarget(DeliveryTarget):
     kind = "webhook"
 
-    def __init__(self, settings: NotifyTargetSettings, *, max_connections: int = 64) -> None:
+    def __init__(
+        self,
+        settings: NotifyTargetSettings,
+        *,
+        max_connections: int = 64,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = settings.url
         self._secret = settings.hmac_secret.get_secret_value() if settings.hmac_secret else None
-        headers = {"Content-Type": "application/json", **settings.headers}
-        transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            # small requests written in two parts (head, body) must not wait for an ACK
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        )
-        self._client = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(settings.timeout_s),
-            transport=transport,
-            follow_redirects=False,
-            trust_env=False,  # a proxy from the environment must not see the events
-        )
+        self._origin: HttpOrigin | None = None
+        self._unusable: DeliveryError | None = None
+        try:
+            self._origin = HttpOrigin(
+                settings.url,
+                headers={"Content-Type": "application/json", **settings.headers},
+                timeout_s=settings.timeout_s,
+                max_connections=max_connections,
+                ssl_context=ssl_context,
+            )
+        except DeliveryError as exc:
+            # each event fails with the reason (a permanent error) rather than the job
+            self._unusable = exc
 
     async def deliver(self, event_body: bytes, *, headers: Mapping[str, str]) -> None:
-        extra = dict(headers)
+        if self._origin is None:
+            assert self._unusable is not None
+            raise self._unusable
         if self._secret is not None:
-            extra[SIGNATURE_HEADER] = sign(self._secret, event_body)
-        try:
-            response = await self._client.post(self.url, content=event_body, headers=extra)
-        except httpx.TimeoutException as exc:
-            raise DeliveryError(f"webhook {self.url} timed out", details=str(exc)) from None
-        except httpx.TransportError as exc:
-            raise DeliveryError(
-                f"webhook {self.url} unreachable: {type(exc).__name__}", details=str(exc)
-            ) from None
-        status = response.status_code
+            headers = {**headers, SIGNATURE_HEADER: sign(self._secret, event_body)}
+        response = await self._origin.post(event_body, headers)
+        status = response.status
         if 200 <= status < 300:
             return
         retryable = status == 429 or status >= 500
         raise DeliveryError(
             f"webhook {self.url} answered HTTP {status}",
             retryable=retryable,
-            details=response.text[:200],
+            details=response.body[:200].decode("utf-8", errors="replace"),
         )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._origin is not None:
+            await self._origin.close()

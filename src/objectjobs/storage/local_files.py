@@ -129,13 +129,21 @@ class Sidecar:
         ).encode()
 
 
-def read_sidecar(path: Path) -> Sidecar | None:
+_SIDECAR_READ = 1 << 16
+_SIDECAR_MAX = 1 << 20
+
+
+def read_sidecar(path: str | os.PathLike[str]) -> Sidecar | None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
-        raw = os.read(fd, 1 << 20)
+        # os.read(fd, n) allocates n bytes first: 1 MiB a read cost a listing ~30 us of CPU
+        # per object (a third of it); a sidecar is rarely over 64 KiB
+        raw = os.read(fd, _SIDECAR_READ)
+        if len(raw) == _SIDECAR_READ:
+            raw += os.read(fd, _SIDECAR_MAX - _SIDECAR_READ)
     finally:
         os.close(fd)
     try:
@@ -263,7 +271,7 @@ def _walk(
         if sidecars:
             sidecar_name = e.name + ".json"
             if sidecar_name in sidecars:
-                sc = read_sidecar(Path(meta_dir, sidecar_name))
+                sc = read_sidecar(os.path.join(meta_dir, sidecar_name))
                 if sc is not None and sc.matches(st):
                     etag = sc.etag
         yield ObjectVersion(
