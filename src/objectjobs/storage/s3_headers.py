@@ -139,6 +139,10 @@ def info_from_headers(
 def parse_tags(body: bytes) -> dict[str, str]:
     """A GetObjectTagging answer's tag set."""
     out: dict[str, str] = {}
+    if not body.strip():
+        # RGW (Pacific) answers 200 with an empty body for an object never tagged
+        # after a multipart upload
+        return out
     root = ET.fromstring(body)
     for tag in root.iter():
         if tag.tag.rsplit("}", 1)[-1] == "Tag":
