@@ -577,7 +577,7 @@ class LocalStorage(Storage):
             self._install(tmp, dst_bucket, dst_key, etag, new_meta, tags, st)
         finally:
             tmp.unlink(missing_ok=True)
-        return WriteResult(etag=etag, version_id=None)
+        return WriteResult(etag=etag, version_id=None, size=st.st_size)
 
     def _delete_sync(self, bucket: str, key: str, version_id: str | None) -> DeleteResult:
         try:
