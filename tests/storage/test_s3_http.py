@@ -1,4 +1,5 @@
-"""The S3 driver's own SigV4 signer must sign exactly as botocore does."""
+"""The S3 driver's signed requests: SigV4 exactly as botocore signs, errors translated,
+transient ones retried."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import calendar
 import time
 from types import SimpleNamespace
 
+import aiohttp
 import pytest
+from aiohttp import web
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
+from objectjobs.errors import AccessDenied, ObjectNotFound, TransientStorageError
 from objectjobs.storage.s3_http import (
     EMPTY_SHA256,
     UNSIGNED_PAYLOAD,
+    S3Http,
     SigV4,
     canonical_query,
     quote_key,
@@ -80,3 +85,76 @@ def test_canonical_query_sorts_and_escapes() -> None:
         "a=1%2F2&b=x%20y&versions="
     )
     assert quote_key("a b/c~d+e") == "a%20b/c~d%2Be"
+
+
+async def _serve(answers: list[tuple[int, bytes]]) -> tuple[web.AppRunner, str, list[str]]:
+    """A server answering each request with the next (status, body); records the paths."""
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.path_qs)
+        assert request.headers["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+        status, body = answers.pop(0)
+        return web.Response(status=status, body=body)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}", seen
+
+
+async def _client(session: aiohttp.ClientSession, url: str) -> S3Http:
+    async def creds() -> ReadOnlyCredentials:
+        return ReadOnlyCredentials("AKID", "secret", None)
+
+    return S3Http(
+        session,
+        endpoint_url=url,
+        region="us-east-1",
+        addressing_style="path",
+        credentials=creds,
+        attempts=3,
+    )
+
+
+def _error(code: str) -> bytes:
+    return f"<Error><Code>{code}</Code><Message>m</Message></Error>".encode()
+
+
+async def test_transient_errors_are_retried_then_succeed() -> None:
+    runner, url, seen = await _serve(
+        [(503, _error("SlowDown")), (500, _error("InternalError")), (200, b"done")]
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            http = await _client(session, url)
+            r = await http.request("GET", "b", "a key", context="get b/a key")
+        assert (r.status, r.body) == (200, b"done")
+        assert seen == ["/b/a%20key"] * 3
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ((404, _error("NoSuchKey")), ObjectNotFound),
+        ((404, b""), ObjectNotFound),  # HEAD: no body
+        ((403, _error("AccessDenied")), AccessDenied),
+        ((503, _error("SlowDown")), TransientStorageError),  # still failing after 3
+    ],
+)
+async def test_errors_are_translated(answer: tuple[int, bytes], error: type[Exception]) -> None:
+    runner, url, seen = await _serve([answer] * 3)
+    try:
+        async with aiohttp.ClientSession() as session:
+            http = await _client(session, url)
+            with pytest.raises(error):
+                await http.request("HEAD", "b", "k", context="head b/k")
+        assert len(seen) == (3 if error is TransientStorageError else 1)
+    finally:
+        await runner.cleanup()
