@@ -1,4 +1,5 @@
-"""Object and multipart operations of the S3 driver (a mixin of ``S3Storage``)."""
+"""Object and multipart operations of the S3 driver (a mixin of ``S3Storage``): the
+per-object ones as signed requests (``s3_http``), multipart and batch deletes on aiobotocore."""
 
 from __future__ import annotations
 
@@ -127,7 +128,8 @@ async def _from_bytes(data: bytes | bytearray | memoryview) -> AsyncIterator[byt
 
 
 class S3ObjectOps:
-    """Needs ``_call``, ``settings`` and ``capabilities`` from the driver class."""
+    """Needs ``_call`` (aiobotocore), ``_http`` (signed requests), ``settings`` and
+    ``capabilities`` from the driver class."""
 
     capabilities: Capabilities
     settings: Any
