@@ -16,7 +16,9 @@ Verification (SPEC §3.3, "size and ETag, or checksum when the ETag is not an MD
   usually equals the source's end to end; when the source's parts were uneven it cannot,
   and the check is size + per-part MD5 of what was written.
 - server-side: a plain-MD5 source ETag must come back as the copy's ETag; otherwise (a
-  multipart source, whose copy may get a new ETag) the copy's size is checked with a HEAD.
+  multipart source, whose copy may get a new ETag, or a source whose ETag the listing did
+  not know) the copy's size is checked: the size the driver reports it wrote (the local
+  driver knows it), else a HEAD.
 """
 
 from __future__ import annotations
@@ -149,9 +151,11 @@ async def _server_side(
                 f"copy of {version.key} did not verify: ETag {result.etag} != {etag}"
             )
         return size
-    copied = await dst.storage.head(dst.bucket, version.key, written)
-    if copied.size != size:
-        raise StorageError(f"copy of {version.key} did not verify: size {copied.size} != {size}")
+    stored = result.size
+    if stored is None:
+        stored = (await dst.storage.head(dst.bucket, version.key, written)).size
+    if stored != size:
+        raise StorageError(f"copy of {version.key} did not verify: size {stored} != {size}")
     return size
 
 

@@ -77,3 +77,29 @@ async def test_key_and_prefix_collision(root: Path) -> None:
     with pytest.raises(StorageError):
         await s.put("coll", "x/y", b"below a file")
     assert (root / "coll" / "x").read_bytes() == b"file"
+
+
+async def test_copy_of_a_foreign_file_hashes_it_once_and_leaves_the_source_alone(
+    root: Path,
+) -> None:
+    s = LocalStorage(root)
+    await s.create_bucket("src")
+    await s.create_bucket("dst")
+    (root / "src" / "d").mkdir()
+    (root / "src" / "d" / "theirs").write_bytes(b"foreign")
+    result = await s.copy("src", "d/theirs", "dst", "x/y/copy")
+    md5 = f'"{hashlib.md5(b"foreign").hexdigest()}"'
+    assert (result.etag, result.size) == (md5, 7)
+    assert (root / "dst" / "x" / "y" / "copy").read_bytes() == b"foreign"
+    # the copy's sidecar vouches for its etag; the source bucket got no sidecar
+    listed = [(o.key, o.etag) async for page in s.list_objects("dst") for o in page]
+    assert listed == [("x/y/copy", md5)]
+    assert not (root / ".objectjobs" / "src").exists()
+    # a source changed behind the driver's back is hashed again, not trusted
+    await s.head("src", "d/theirs")  # caches the sidecar
+    path = root / "src" / "d" / "theirs"
+    path.write_bytes(b"changed!")
+    os.utime(path, ns=(1, 1_000_000_000))
+    result = await s.copy("src", "d/theirs", "dst", "x/y/copy")
+    assert result.etag == f'"{hashlib.md5(b"changed!").hexdigest()}"'
+    assert (root / "dst" / "x" / "y" / "copy").read_bytes() == b"changed!"

@@ -88,6 +88,11 @@ class _Setup:
     failed: set[tuple[str, str | None]] = field(default_factory=set)
 
 
+def _skipped(d: Decision) -> ResultRecord:
+    v = d.version
+    return ResultRecord(v.key, v.version_id, "copy", Outcome.SKIPPED, message=d.reason)
+
+
 @dataclass
 class _KeyWork:
     """One key's planned copies; progress survives run_each's retries of the item."""
@@ -286,7 +291,11 @@ class BatchReplicate(JobHandler):
             if ignored:
                 out.progress += Progress(processed=ignored, skipped=ignored)
             reported = [d for d in decisions if d.action != "ignore"]
-            if not reported:
+            if all(d.action == "skip" for d in reported):
+                # nothing to copy: recorded here, not as a concurrent item (a re-run of a
+                # replicated bucket is all skips)
+                for d in reported:
+                    out.record(_skipped(d), 0)
                 continue
             assert route is not None
             work.append(_KeyWork(route, reported))
@@ -329,10 +338,7 @@ class BatchReplicate(JobHandler):
             d = item.decisions[item.done]
             v = d.version
             if d.action == "skip":
-                result = ResultRecord(
-                    v.key, v.version_id, "copy", Outcome.SKIPPED, message=d.reason
-                )
-                size = 0
+                result, size = _skipped(d), 0
             else:
                 try:
                     size = await copy_version(src, v, dst, opts, setup.budget)

@@ -115,6 +115,9 @@ class ObjectInfo:
 class WriteResult:
     etag: str | None
     version_id: str | None
+    #: bytes stored, when the driver knows it without asking the store (a copy's
+    #: verification then needs no HEAD); None when it does not
+    size: int | None = None
 
 
 @dataclass(frozen=True)

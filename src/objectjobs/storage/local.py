@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +62,15 @@ T = TypeVar("T")
 _IoRunner = Callable[..., Any]
 
 
+def _copy_fd(fin: IO[bytes], fout: IO[bytes]) -> None:
+    """Copy in the kernel (no pass through Python; a reflink where the filesystem can)."""
+    try:
+        while os.copy_file_range(fin.fileno(), fout.fileno(), 8 * lf.CHUNK):
+            pass
+    except OSError:  # not across these filesystems: copy through user space from here on
+        shutil.copyfileobj(fin, fout, lf.CHUNK)
+
+
 class _LocalStream(ObjectStream):
     def __init__(self, f: IO[bytes], remaining: int, info: ObjectInfo, io: _IoRunner) -> None:
         self.info = info
@@ -105,6 +115,9 @@ class LocalStorage(Storage):
         self.endpoint_id = f"local:{self.root}"
         self._meta_root = self.root / lf.META_DIR
         self._tmp = self._meta_root / "tmp"
+        # the per-object paths as plain strings: pathlib's joins cost more than the
+        # syscalls on a small file
+        self._root_s, self._meta_s = str(self.root), str(self._meta_root)
         self._tmp.mkdir(parents=True, exist_ok=True)
 
     def _new_pool(self) -> ThreadPoolExecutor:
@@ -140,6 +153,21 @@ class LocalStorage(Storage):
 
     def _sidecar_path(self, bucket: str, key: str) -> Path:
         return self._meta_root / bucket / "meta" / (key + ".json")
+
+    def _file(self, bucket: str, key: str) -> str:
+        """An object's file path, validated but not looked up (the bucket's existence is
+        checked only when something fails: see ``_missing``)."""
+        lf.check_bucket_name(bucket)
+        lf.check_key(key)
+        return f"{self._root_s}/{bucket}/{key}"
+
+    def _sidecar_file(self, bucket: str, key: str) -> str:
+        return f"{self._meta_s}/{bucket}/meta/{key}.json"
+
+    def _missing(self, bucket: str, key: str) -> StorageError:
+        if not os.path.isdir(f"{self._root_s}/{bucket}"):
+            return BucketNotFound(f"bucket {bucket!r} not found")
+        return ObjectNotFound(f"{bucket}/{key} not found")
 
     def _upload_dir(self, bucket: str, upload_id: str) -> Path:
         if not upload_id.isalnum():
@@ -331,25 +359,25 @@ class LocalStorage(Storage):
 
     # --- objects --------------------------------------------------------------------------
 
-    def _head_sync(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, Path]:
+    def _head_sync(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, str]:
         self._check_version(version_id, key)
-        path = self._obj_path(bucket, key)
+        path = self._file(bucket, key)
         try:
-            st = path.stat()
+            st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
-            raise ObjectNotFound(f"{bucket}/{key} not found") from None
-        if not path.is_file():
+            raise self._missing(bucket, key) from None
+        if not stat.S_ISREG(st.st_mode):
             raise ObjectNotFound(f"{bucket}/{key} not found")
-        sc_path = self._sidecar_path(bucket, key)
-        sc = lf.read_sidecar(sc_path)
+        sc_path = self._sidecar_file(bucket, key)
+        sc = lf.read_sidecar(Path(sc_path))
         if sc is None or not sc.matches(st):
             # written by another tool (or since): compute the etag once and cache it
-            etag = lf.md5_file(path)
+            etag = lf.md5_file(Path(path))
             sc = lf.Sidecar(
                 etag, st.st_size, st.st_mtime_ns, sc.meta if sc else {}, sc.tags if sc else {}
             )
             with contextlib.suppress(OSError):
-                lf.write_atomic(sc_path, sc.to_bytes(), self._tmp)
+                lf.write_atomic(Path(sc_path), sc.to_bytes(), self._tmp)
         parts = None
         if sc.etag and "-" in sc.etag:
             parts = int(sc.etag.strip('"').rsplit("-", 1)[1])
@@ -385,7 +413,7 @@ class LocalStorage(Storage):
                     raise StorageError(f"invalid range {byte_range} for size {info.size}")
                 start, length = first, min(last, info.size - 1) - first + 1
             try:
-                f = path.open("rb")
+                f = open(path, "rb")  # noqa: SIM115 - the stream closes it
             except FileNotFoundError:
                 raise ObjectNotFound(f"{bucket}/{key} not found") from None
             f.seek(start)
@@ -409,21 +437,47 @@ class LocalStorage(Storage):
         etag: str,
         meta: dict[str, Any],
         tags: dict[str, str],
+        st: os.stat_result | None = None,
     ) -> None:
-        """Move a finished temp file into place and record its sidecar."""
-        dest = self._obj_path(bucket, key)
+        """Move a finished temp file into place and record its sidecar. ``st``: the temp
+        file's stat taken after its last write (a rename keeps size and mtime)."""
+        dest = self._file(bucket, key)
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.is_dir():
-                raise StorageError(f"{key!r} is a directory prefix on the local driver")
-            os.replace(tmp, dest)
+            if st is None:
+                st = os.stat(tmp)
+            try:
+                os.replace(tmp, dest)
+            except FileNotFoundError:
+                # the key's directories do not exist yet: made only then, since most
+                # objects land in a directory that is already there
+                if not os.path.isdir(f"{self._root_s}/{bucket}"):
+                    raise BucketNotFound(f"bucket {bucket!r} not found") from None
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.replace(tmp, dest)
+        except IsADirectoryError as e:
+            raise StorageError(f"{key!r} is a directory prefix on the local driver") from e
         except (NotADirectoryError, FileExistsError) as e:
             raise StorageError(f"{key!r} collides with an existing key's path: {e}") from e
         finally:
             tmp.unlink(missing_ok=True)
-        st = dest.stat()
         sc = lf.Sidecar(etag, st.st_size, st.st_mtime_ns, meta, tags)
-        lf.write_atomic(self._sidecar_path(bucket, key), sc.to_bytes(), self._tmp)
+        lf.write_atomic(Path(self._sidecar_file(bucket, key)), sc.to_bytes(), self._tmp)
+
+    def _write_new(self, bucket: str, key: str, data: bytes, meta: ObjectMeta | None) -> str:
+        """Write a whole small body: one thread hop for the file, its rename and sidecar."""
+        self._file(bucket, key)  # validates before writing
+        tmp = self._tmp_file()
+        try:
+            with tmp.open("wb") as f:
+                f.write(data)
+                f.flush()  # size and mtime final before they are recorded
+                st = os.fstat(f.fileno())
+            etag = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+            tags = dict(meta.tags or {}) if meta else {}
+            self._install(tmp, bucket, key, etag, lf.meta_to_json(meta), tags, st)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return etag
 
     async def put(
         self,
@@ -435,22 +489,25 @@ class LocalStorage(Storage):
         size: int | None = None,
     ) -> WriteResult:
         self._check_meta(meta)
+        if isinstance(body, bytes | bytearray | memoryview):
+            etag = await self._io(self._write_new, bucket, key, bytes(body), meta)
+            return WriteResult(etag=etag, version_id=None)
         await self._io(self._obj_path, bucket, key)  # validates before writing
         tmp = self._tmp_file()
         h = hashlib.md5(usedforsecurity=False)
         f = await self._io(tmp.open, "wb")
         try:
-            if isinstance(body, bytes | bytearray | memoryview):
-                h.update(body)
-                await self._io(f.write, body)
-            else:
-                async for chunk in body:
-                    h.update(chunk)
-                    await self._io(f.write, chunk)
-            await self._io(f.close)
+            async for chunk in body:
+                h.update(chunk)
+                await self._io(f.write, chunk)
             etag = f'"{h.hexdigest()}"'
             tags = dict(meta.tags or {}) if meta else {}
-            await self._io(self._install, tmp, bucket, key, etag, lf.meta_to_json(meta), tags)
+
+            def finish() -> None:
+                f.close()
+                self._install(tmp, bucket, key, etag, lf.meta_to_json(meta), tags)
+
+            await self._io(finish)
         finally:
             f.close()
             tmp.unlink(missing_ok=True)
@@ -468,28 +525,59 @@ class LocalStorage(Storage):
         size: int | None = None,
     ) -> WriteResult:
         self._check_meta(meta)
+        return await self._io(
+            self._copy_sync, src_bucket, src_key, dst_bucket, dst_key, src_version_id, meta
+        )
 
-        def do() -> WriteResult:
-            info, src = self._head_sync(src_bucket, src_key, src_version_id)
-            sc = lf.read_sidecar(self._sidecar_path(src_bucket, src_key))
-            self._obj_path(dst_bucket, dst_key)
-            tmp = self._tmp_file()
-            try:
-                shutil.copyfile(src, tmp)  # uses copy_file_range/sendfile where it can
-                if meta is None:
-                    new_meta = sc.meta if sc else {}
-                    tags = sc.tags if sc else {}
+    def _copy_sync(
+        self,
+        src_bucket: str,
+        src_key: str,
+        dst_bucket: str,
+        dst_key: str,
+        src_version_id: str | None,
+        meta: ObjectMeta | None,
+    ) -> WriteResult:
+        """The whole copy in one thread hop: read the source once (hashing it when its
+        sidecar does not vouch for an etag), write a temp file, rename it into place."""
+        self._check_version(src_version_id, src_key)
+        src = self._file(src_bucket, src_key)
+        self._file(dst_bucket, dst_key)  # validates before writing
+        sc = lf.read_sidecar(Path(self._sidecar_file(src_bucket, src_key)))
+        try:
+            fin = open(src, "rb")  # noqa: SIM115 - closed by the with below
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(src_bucket, src_key) from None
+        except IsADirectoryError:
+            raise ObjectNotFound(f"{src_bucket}/{src_key} not found") from None
+        tmp = self._tmp_file()
+        try:
+            with fin, tmp.open("wb") as fout:
+                st_src = os.fstat(fin.fileno())
+                if not stat.S_ISREG(st_src.st_mode):
+                    raise ObjectNotFound(f"{src_bucket}/{src_key} not found")
+                etag = sc.etag if sc is not None and sc.matches(st_src) else None
+                if etag is None:
+                    h = hashlib.md5(usedforsecurity=False)
+                    while chunk := fin.read(lf.CHUNK):
+                        h.update(chunk)
+                        fout.write(chunk)
+                    etag = f'"{h.hexdigest()}"'
                 else:
-                    # like S3: metadata replaced; tags copied unless new ones are given
-                    new_meta = lf.meta_to_json(meta)
-                    tags = dict(meta.tags) if meta.tags is not None else (sc.tags if sc else {})
-                assert info.etag is not None
-                self._install(tmp, dst_bucket, dst_key, info.etag, new_meta, tags)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return WriteResult(etag=info.etag, version_id=None)
-
-        return await self._io(do)
+                    _copy_fd(fin, fout)
+                fout.flush()  # size and mtime final before they are recorded
+                st = os.fstat(fout.fileno())
+            if meta is None:
+                new_meta = sc.meta if sc else {}
+                tags = sc.tags if sc else {}
+            else:
+                # like S3: metadata replaced; tags copied unless new ones are given
+                new_meta = lf.meta_to_json(meta)
+                tags = dict(meta.tags) if meta.tags is not None else (sc.tags if sc else {})
+            self._install(tmp, dst_bucket, dst_key, etag, new_meta, tags, st)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return WriteResult(etag=etag, version_id=None, size=st.st_size)
 
     def _delete_sync(self, bucket: str, key: str, version_id: str | None) -> DeleteResult:
         try:

@@ -6,6 +6,7 @@ async driver in ``local.py`` only batches calls into it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -156,10 +157,20 @@ def read_sidecar(path: str | os.PathLike[str]) -> Sidecar | None:
 
 
 def write_atomic(path: Path, data: bytes, tmp_dir: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{os.getpid()}-{os.urandom(8).hex()}"
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    tmp = f"{tmp_dir}/{os.getpid()}-{os.urandom(8).hex()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.replace(tmp, path)
+        except FileNotFoundError:
+            # parent directories made only when missing: one syscall less per write
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def remove_empty_dirs(start: Path, stop: Path) -> None:

@@ -1,4 +1,6 @@
-"""The S3 driver: any S3 endpoint through aiobotocore, listings parsed by ``s3_listing``.
+"""The S3 driver: any S3 endpoint. Per-object operations and listings go through
+``s3_http`` (signed requests on aiohttp, cheap per request); the control plane (buckets,
+configurations, multipart, batch deletes) through aiobotocore.
 
 Capabilities are declared, not probed: the defaults describe a full S3; a server that lacks
 something (Ceph RGW Pacific has no replication configuration) is described by passing
@@ -9,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.credentials import Credentials, ReadOnlyCredentials
 from pydantic import SecretStr
 
 from objectjobs.errors import (
@@ -34,7 +36,9 @@ from objectjobs.storage.interface import (
     VersioningStatus,
 )
 from objectjobs.storage.s3_errors import translate
-from objectjobs.storage.s3_listing import RawLister, error_from, quote_etag
+from objectjobs.storage.s3_headers import quote_etag
+from objectjobs.storage.s3_http import CredentialSource, S3Http
+from objectjobs.storage.s3_listing import RawLister
 from objectjobs.storage.s3_objects import S3ObjectOps
 
 T = TypeVar("T")
@@ -96,7 +100,6 @@ class S3Storage(S3ObjectOps, Storage):
             retries={"total_max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            # presigned listing URLs must be SigV4: RGW refuses botocore's default SigV2 ones
             signature_version="s3v4",
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -104,44 +107,80 @@ class S3Storage(S3ObjectOps, Storage):
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
         self._lister: RawLister | None = None
+        self._raw_http: S3Http | None = None
         self._lock = asyncio.Lock()
 
     async def _c(self) -> Any:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    stack = contextlib.AsyncExitStack()
-                    s = self.settings
-                    client = await stack.enter_async_context(
-                        get_session().create_client(
-                            "s3",
-                            endpoint_url=s.endpoint_url,
-                            region_name=s.region,
-                            aws_access_key_id=(
-                                s.access_key.get_secret_value() if s.access_key else None
-                            ),
-                            aws_secret_access_key=(
-                                s.secret_key.get_secret_value() if s.secret_key else None
-                            ),
-                            config=self._config,
-                        )
-                    )
-                    http = await stack.enter_async_context(
-                        aiohttp.ClientSession(
-                            connector=aiohttp.TCPConnector(limit=s.max_connections),
-                            timeout=aiohttp.ClientTimeout(
-                                sock_connect=self._config.connect_timeout,
-                                sock_read=self._config.read_timeout,
-                            ),
-                        )
-                    )
-                    self._lister = RawLister(client, http, self._max_attempts)
-                    self._stack, self._client = stack, client
+                    await self._open()
         return self._client
+
+    async def _open(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        s = self.settings
+        session = get_session()
+        access = s.access_key.get_secret_value() if s.access_key else None
+        secret = s.secret_key.get_secret_value() if s.secret_key else None
+        client = await stack.enter_async_context(
+            session.create_client(
+                "s3",
+                endpoint_url=s.endpoint_url,
+                region_name=s.region,
+                aws_access_key_id=access,
+                aws_secret_access_key=secret,
+                config=self._config,
+            )
+        )
+        credentials: CredentialSource
+        if access and secret:
+            frozen = ReadOnlyCredentials(access, secret, None)
+
+            async def static() -> ReadOnlyCredentials:
+                return frozen
+
+            credentials = static
+        else:
+            # the environment's chain (env, profile, instance role), refreshed by botocore
+            found = await session.get_credentials()
+            if found is None:
+                found = Credentials("", "")
+
+            async def chain() -> ReadOnlyCredentials:
+                frozen: ReadOnlyCredentials = await found.get_frozen_credentials()
+                return frozen
+
+            credentials = chain
+        http = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=s.max_connections),
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=self._config.connect_timeout,
+                    sock_read=self._config.read_timeout,
+                ),
+                auto_decompress=False,  # bodies are copied as stored (Content-Encoding kept)
+            )
+        )
+        self._raw_http = S3Http(
+            http,
+            endpoint_url=s.endpoint_url,
+            region=s.region,
+            addressing_style=s.addressing_style,
+            credentials=credentials,
+            attempts=self._max_attempts,
+        )
+        self._lister = RawLister(self._raw_http)
+        self._stack, self._client = stack, client
+
+    async def _http(self) -> S3Http:
+        await self._c()
+        assert self._raw_http is not None
+        return self._raw_http
 
     async def close(self) -> None:
         stack, self._stack = self._stack, None
-        self._client = self._lister = None
+        self._client = self._lister = self._raw_http = None
         if stack is not None:
             await stack.aclose()
 
@@ -283,20 +322,8 @@ class S3Storage(S3ObjectOps, Storage):
                 raise
         # Ceph RGW refuses an empty configuration; it deletes with its own
         # DELETE /<bucket>?notification, which botocore has no operation for
-        s = self.settings
-        if not (s.endpoint_url and s.access_key and s.secret_key):
-            raise NotSupported(f"{ctx}: the server refuses an empty notification configuration")
-        url = f"{s.endpoint_url.rstrip('/')}/{urllib.parse.quote(bucket)}?notification"
-        lister = await self._raw()
-        status, body = await lister.send_signed(
-            "DELETE",
-            url,
-            s.access_key.get_secret_value(),
-            s.secret_key.get_secret_value(),
-            s.region,
-        )
-        if status >= 300:
-            raise error_from(status, body, bucket)
+        http = await self._http()
+        await http.request("DELETE", bucket, query={"notification": ""}, context=ctx)
 
     # --- listing --------------------------------------------------------------------------
 

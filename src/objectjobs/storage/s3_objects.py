@@ -1,18 +1,20 @@
-"""Object and multipart operations of the S3 driver (a mixin of ``S3Storage``)."""
+"""Object and multipart operations of the S3 driver (a mixin of ``S3Storage``): the
+per-object ones as signed requests (``s3_http``), multipart and batch deletes on aiobotocore."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import hashlib
 import io
 import math
 import urllib.parse
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import aiohttp
 
 from objectjobs.errors import (
     NotSupported,
@@ -31,7 +33,16 @@ from objectjobs.storage.interface import (
     WriteResult,
 )
 from objectjobs.storage.s3_errors import translate
-from objectjobs.storage.s3_listing import quote_etag
+from objectjobs.storage.s3_headers import (
+    content_md5,
+    copy_source,
+    info_from_headers,
+    meta_headers,
+    parse_tags,
+    quote_etag,
+    tagging_xml,
+)
+from objectjobs.storage.s3_http import S3Http, error_from, xml_text
 
 CHUNK = 1024 * 1024
 _COPY_PARALLEL = 4  # part-copies in flight per copied object
@@ -66,59 +77,16 @@ def meta_to_params(meta: ObjectMeta | None) -> dict[str, Any]:
     return p
 
 
-def _info_from_response(
-    key: str, r: dict[str, Any], tags: dict[str, str] | None, size: int | None = None
-) -> ObjectInfo:
-    expires = r.get("Expires")
-    etag = quote_etag(r.get("ETag"))
-    parts = r.get("PartsCount")
-    if parts is None and etag and "-" in etag:
-        with contextlib.suppress(ValueError):
-            parts = int(etag.strip('"').rsplit("-", 1)[1])
-    hold = r.get("ObjectLockLegalHoldStatus")
-    meta = ObjectMeta(
-        content_type=r.get("ContentType"),
-        content_encoding=r.get("ContentEncoding") or None,
-        content_language=r.get("ContentLanguage"),
-        content_disposition=r.get("ContentDisposition"),
-        cache_control=r.get("CacheControl"),
-        expires=expires if isinstance(expires, datetime) else None,
-        metadata=dict(r.get("Metadata") or {}),
-        storage_class=r.get("StorageClass"),
-        tags=tags,
-        object_lock_mode=r.get("ObjectLockMode"),
-        object_lock_retain_until=r.get("ObjectLockRetainUntilDate"),
-        legal_hold=None if hold is None else hold == "ON",
-    )
-    checksums = {
-        name[len("Checksum") :]: r[name]
-        for name in ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumSHA1", "ChecksumSHA256")
-        if r.get(name)
-    }
-    return ObjectInfo(
-        key=key,
-        version_id=r.get("VersionId"),
-        size=size if size is not None else int(r.get("ContentLength", 0)),
-        etag=etag,
-        last_modified=r.get("LastModified") or datetime.now(UTC),
-        meta=meta,
-        storage_class=r.get("StorageClass") or "STANDARD",
-        replication_status=r.get("ReplicationStatus"),
-        checksums=checksums,
-        parts_count=parts,
-    )
-
-
 class _S3Stream(ObjectStream):
-    def __init__(self, body: Any, info: ObjectInfo, context: str) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, info: ObjectInfo, context: str) -> None:
         self.info = info
-        self._body = body
+        self._resp: aiohttp.ClientResponse | None = resp
         self._context = context
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            while True:
-                chunk = await self._body.read(CHUNK)
+            while self._resp is not None:
+                chunk = await self._resp.content.read(CHUNK)
                 if not chunk:
                     break
                 yield chunk
@@ -130,14 +98,12 @@ class _S3Stream(ObjectStream):
             await self.aclose()
 
     async def aclose(self) -> None:
-        body, self._body = self._body, None
-        if body is not None:
-            body.close()
-
-
-def _content_md5(data: bytes) -> str:
-    # end-to-end integrity, and required by Object Lock buckets (S3 refuses without it)
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        resp, self._resp = self._resp, None
+        if resp is not None:
+            if resp.content.at_eof():
+                resp.release()  # read to the end: the connection can serve another request
+            else:
+                resp.close()
 
 
 async def _rechunk(source: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
@@ -162,12 +128,16 @@ async def _from_bytes(data: bytes | bytearray | memoryview) -> AsyncIterator[byt
 
 
 class S3ObjectOps:
-    """Needs ``_call``, ``settings`` and ``capabilities`` from the driver class."""
+    """Needs ``_call`` (aiobotocore), ``_http`` (signed requests), ``settings`` and
+    ``capabilities`` from the driver class."""
 
     capabilities: Capabilities
     settings: Any
 
     async def _call(self, op: str, context: str, **params: Any) -> Any:
+        raise NotImplementedError
+
+    async def _http(self) -> S3Http:
         raise NotImplementedError
 
     async def _upload_call(self, op: str, context: str, **params: Any) -> Any:
@@ -181,22 +151,31 @@ class S3ObjectOps:
 
     async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         ctx = f"head {bucket}/{key}"
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id is not None:
-            params["VersionId"] = version_id
+        http = await self._http()
+        query = {"versionId": version_id} if version_id is not None else None
         try:
             if self.capabilities.tags:
-                r, t = await asyncio.gather(
-                    self._call("head_object", ctx, **params),
-                    self._call("get_object_tagging", ctx, **params),
+                r, tags = await asyncio.gather(
+                    http.request("HEAD", bucket, key, query=query, context=ctx),
+                    self._get_tags(http, bucket, key, version_id, ctx),
                 )
-                tags: dict[str, str] | None = {x["Key"]: x["Value"] for x in t.get("TagSet", [])}
             else:
-                r, tags = await self._call("head_object", ctx, **params), None
+                r = await http.request("HEAD", bucket, key, query=query, context=ctx)
+                tags = None
         except NotSupported as e:
             # S3 answers 405 for a delete marker asked by version id
             raise ObjectNotFound(f"{bucket}/{key} version {version_id} is a delete marker") from e
-        return _info_from_response(key, r, tags)
+        return info_from_headers(key, r.headers, tags)
+
+    @staticmethod
+    async def _get_tags(
+        http: S3Http, bucket: str, key: str, version_id: str | None, ctx: str
+    ) -> dict[str, str]:
+        query = {"tagging": ""}
+        if version_id is not None:
+            query["versionId"] = version_id
+        r = await http.request("GET", bucket, key, query=query, context=ctx)
+        return parse_tags(r.body)
 
     async def get(
         self,
@@ -207,45 +186,51 @@ class S3ObjectOps:
         byte_range: tuple[int, int] | None = None,
     ) -> ObjectStream:
         ctx = f"get {bucket}/{key}"
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id is not None:
-            params["VersionId"] = version_id
+        query = {"versionId": version_id} if version_id is not None else None
+        headers = {}
         if byte_range is not None:
-            params["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+            headers["range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        http = await self._http()
         try:
-            r = await self._call("get_object", ctx, **params)
+            resp = await http.request(
+                "GET", bucket, key, query=query, headers=headers, context=ctx, stream=True
+            )
         except NotSupported as e:
             raise ObjectNotFound(f"{bucket}/{key} version {version_id} is a delete marker") from e
         size = None
-        if r.get("ContentRange"):  # "bytes 0-9/100": the object's size is after the slash
+        content_range = resp.headers.get("Content-Range")
+        if content_range:  # "bytes 0-9/100": the object's size is after the slash
             with contextlib.suppress(ValueError):
-                size = int(r["ContentRange"].rsplit("/", 1)[1])
-        return _S3Stream(r["Body"], _info_from_response(key, r, None, size), ctx)
+                size = int(content_range.rsplit("/", 1)[1])
+        return _S3Stream(resp, info_from_headers(key, resp.headers, None, size), ctx)
 
     async def get_tags(
         self, bucket: str, key: str, version_id: str | None = None
     ) -> dict[str, str]:
         if not self.capabilities.tags:
             raise NotSupported("tags not in this endpoint's capabilities")
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id is not None:
-            params["VersionId"] = version_id
-        r = await self._call("get_object_tagging", f"get tags of {bucket}/{key}", **params)
-        return {t["Key"]: t["Value"] for t in r.get("TagSet", [])}
+        ctx = f"get tags of {bucket}/{key}"
+        return await self._get_tags(await self._http(), bucket, key, version_id, ctx)
 
     async def put_tags(
         self, bucket: str, key: str, tags: dict[str, str], version_id: str | None = None
     ) -> None:
         if not self.capabilities.tags:
             raise NotSupported("tags not in this endpoint's capabilities")
-        params: dict[str, Any] = {
-            "Bucket": bucket,
-            "Key": key,
-            "Tagging": {"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]},
-        }
+        query = {"tagging": ""}
         if version_id is not None:
-            params["VersionId"] = version_id
-        await self._call("put_object_tagging", f"put tags of {bucket}/{key}", **params)
+            query["versionId"] = version_id
+        body = tagging_xml(tags)
+        http = await self._http()
+        await http.request(
+            "PUT",
+            bucket,
+            key,
+            query=query,
+            headers={"content-md5": content_md5(body)},
+            body=body,
+            context=f"put tags of {bucket}/{key}",
+        )
 
     # --- write ----------------------------------------------------------------------------
 
@@ -278,17 +263,15 @@ class S3ObjectOps:
     async def _put_single(
         self, bucket: str, key: str, data: bytes, meta: ObjectMeta | None
     ) -> WriteResult:
-        with io.BytesIO(data) as body:
-            r = await self._call(
-                "put_object",
-                f"put {bucket}/{key}",
-                Bucket=bucket,
-                Key=key,
-                Body=body,
-                ContentMD5=_content_md5(data),
-                **meta_to_params(meta),
-            )
-        return WriteResult(etag=quote_etag(r.get("ETag")), version_id=r.get("VersionId"))
+        headers = meta_headers(meta)
+        headers["content-md5"] = content_md5(data)
+        http = await self._http()
+        r = await http.request(
+            "PUT", bucket, key, headers=headers, body=data, context=f"put {bucket}/{key}"
+        )
+        return WriteResult(
+            etag=quote_etag(r.headers.get("ETag")), version_id=r.headers.get("x-amz-version-id")
+        )
 
     async def _put_multipart(
         self,
@@ -367,19 +350,22 @@ class S3ObjectOps:
             meta = dataclasses.replace(
                 meta, object_lock_mode=None, object_lock_retain_until=None, legal_hold=None
             )
-        params: dict[str, Any] = {"Bucket": dst_bucket, "Key": dst_key, "CopySource": source}
+        headers = {"x-amz-copy-source": copy_source(src_bucket, src_key, src_version_id)}
         if meta is not None:
-            params.update(meta_to_params(meta))
-            params["MetadataDirective"] = "REPLACE"
-            params.pop("Tagging", None)
+            headers.update(meta_headers(meta, tags=False))
+            headers["x-amz-metadata-directive"] = "REPLACE"
             if meta.tags is not None:
-                params["TaggingDirective"] = "REPLACE"
-                params["Tagging"] = urllib.parse.urlencode(meta.tags)
-        r = await self._call(
-            "copy_object", f"copy {src_bucket}/{src_key} to {dst_bucket}", **params
-        )
+                headers["x-amz-tagging-directive"] = "REPLACE"
+                headers["x-amz-tagging"] = urllib.parse.urlencode(meta.tags)
+        ctx = f"copy {src_bucket}/{src_key} to {dst_bucket}"
+        http = await self._http()
+        r = await http.request("PUT", dst_bucket, dst_key, headers=headers, context=ctx)
+        root = ET.fromstring(r.body)
+        if root.tag.rsplit("}", 1)[-1] == "Error":
+            # S3 may fail a copy after it has answered 200: the error is in the body
+            raise error_from(500, r.body, ctx)
         result = WriteResult(
-            etag=quote_etag(r["CopyObjectResult"].get("ETag")), version_id=r.get("VersionId")
+            etag=quote_etag(xml_text(root, "ETag")), version_id=r.headers.get("x-amz-version-id")
         )
         if meta is not None and meta.tags is not None and self.capabilities.tags:
             # RGW (Pacific) drops x-amz-tagging with TaggingDirective=REPLACE on a copy
@@ -458,16 +444,15 @@ class S3ObjectOps:
     # --- delete ---------------------------------------------------------------------------
 
     async def delete(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult:
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id is not None:
-            params["VersionId"] = version_id
-        r = await self._call("delete_object", f"delete {bucket}/{key}", **params)
-        marker = bool(r.get("DeleteMarker"))
+        query = {"versionId": version_id} if version_id is not None else None
+        http = await self._http()
+        r = await http.request("DELETE", bucket, key, query=query, context=f"delete {bucket}/{key}")
+        marker = r.headers.get("x-amz-delete-marker") == "true"
         return DeleteResult(
             key=key,
             version_id=version_id,
             delete_marker=marker,
-            delete_marker_version_id=r.get("VersionId") if marker else None,
+            delete_marker_version_id=r.headers.get("x-amz-version-id") if marker else None,
         )
 
     async def delete_many(
@@ -532,7 +517,7 @@ class S3ObjectOps:
                 UploadId=upload_id,
                 PartNumber=part_number,
                 Body=body,
-                ContentMD5=_content_md5(data),
+                ContentMD5=content_md5(data),
             )
         return Part(part_number, len(data), quote_etag(r["ETag"]) or "", datetime.now(UTC))
 
