@@ -343,7 +343,10 @@ async def test_256_mib_object_streams_in_bounded_memory(
         growth = _status("VmHWM") - before
         assert final.state is JobState.COMPLETE, final.failure_reasons
         assert final.bytes_done == size
-        assert growth < 128 * MiB, f"peak RSS grew by {growth / MiB:.0f} MiB"
+        # Never the whole object (256 MiB): at most a few 16 MiB parts in flight, each also
+        # copied once or twice by the clients on its way (measured 94-128 MiB; the bound
+        # leaves room for the allocator, while a body held whole would still exceed it).
+        assert growth < 200 * MiB, f"peak RSS grew by {growth / MiB:.0f} MiB"
         assert (await far.head(dst, "huge")).size == size
         # the body arrived intact: compare block by block, streaming
         async with await far.get(dst, "huge") as stream:
