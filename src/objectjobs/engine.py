@@ -119,20 +119,24 @@ class TaskRunner:
         examine_state, ctx.state = ctx.state, cutter.partition_state
         size = self.settings.worker.partition_objects
         partitions: list[NewTask] = []
+        results: list[ResultRecord] = []
         progress = Progress()
         committed, dirty = time.monotonic(), False
 
         async def commit() -> None:
-            nonlocal partitions, progress, committed, dirty
+            nonlocal progress, committed, dirty
             examine_state["cutting"] = cutter.to_dict()
             await self._checkpoint(
                 ctx,
                 key=cutter.listed_to,
                 progress=progress if count_processed else Progress(),
                 state_data=examine_state,
+                results=results,
                 partitions=partitions,
             )
-            partitions, progress, committed, dirty = [], Progress(), time.monotonic(), False
+            partitions.clear()
+            results.clear()
+            progress, committed, dirty = Progress(), time.monotonic(), False
 
         async for batch in self._key_groups(
             handler, ctx, cutter.listed_to, None, limiter if planning else None
@@ -143,12 +147,12 @@ class TaskRunner:
                 if cutter.objects >= size:
                     if planning:
                         planned = batch[unplanned : i + 1]
-                        progress += await self._plan_examined(handler, ctx, planned)
+                        progress += await self._plan_examined(handler, ctx, planned, results)
                         unplanned = i + 1
                     partitions.append(cutter.cut(group[0].key))
                     ctx.state = cutter.partition_state
             if planning and unplanned < len(batch):
-                progress += await self._plan_examined(handler, ctx, batch[unplanned:])
+                progress += await self._plan_examined(handler, ctx, batch[unplanned:], results)
             # A listing page takes milliseconds to count: commit when partitions are cut
             # and about every second, not per page; a takeover repeats at most that second.
             if partitions or time.monotonic() - committed >= EXAMINE_COMMIT_S:
@@ -161,12 +165,18 @@ class TaskRunner:
         await self._finish_examine(ctx, cutter.total_objects, cutter.total_bytes)
 
     async def _plan_examined(
-        self, handler: JobHandler, ctx: JobContext, groups: Sequence[KeyGroup]
+        self,
+        handler: JobHandler,
+        ctx: JobContext,
+        groups: Sequence[KeyGroup],
+        results: list[ResultRecord],
     ) -> Progress:
-        """Plan listed groups into ``ctx.state`` (the partition's) and note how far the
-        partition is planned; the progress that is."""
+        """Plan listed groups into ``ctx.state`` (the partition's), adding the plan's
+        results to ``results``, and note how far the partition is planned; the progress
+        that is."""
         decided = await handler.plan(ctx, groups)
-        ctx.state["planned_to"] = groups[-1][0].key
+        ctx.state["planned_to"] = ctx.batch_after = groups[-1][0].key  # the next part's bound
+        results.extend(decided.results)
         return _add_to_plan(ctx.state.setdefault("plan", {}), decided)
 
     async def _finish_examine(self, ctx: JobContext, objects: int, size: int) -> None:

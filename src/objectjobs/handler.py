@@ -106,9 +106,12 @@ class JobHandler(abc.ABC):
     #: True when evaluating an object is its whole handling (counting), so PROCESS advances
     #: ``jobStats.processed``; otherwise only EXECUTE (or a dry run's PROCESS) does
     processed_in_plan: bool = False
-    #: True when ``plan`` needs nothing but the listing's entries and ``ctx.state`` (a pure
-    #: count, returning no results): EXAMINING then plans each partition while it lists it,
-    #: and PROCESSING only reports that plan instead of listing the range a second time
+    #: True when ``plan`` is cheap next to listing the keys (it only counts, or reads a
+    #: little): EXAMINING then plans each partition while it lists it, committing plan,
+    #: progress and results with its checkpoints, and PROCESSING does not list the range
+    #: again (only keys written after EXAMINING passed the end of the last partition).
+    #: Leave it False when planning is costly (it would run in the one EXAMINE task
+    #: instead of in parallel PROCESS tasks).
     plans_while_examining: bool = False
 
     async def validate(  # noqa: B027 - optional hook

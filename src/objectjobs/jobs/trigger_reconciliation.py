@@ -9,7 +9,7 @@ id (or ETag when unversioned): see :func:`objectjobs.events.ledger_key`.
 
 - It lists versions, not just objects, because a record names the version id of a
   versioned object (and the ledger keys on it); only current versions make events.
-- PROCESS plans per object ``emit`` (some event not in the ledger), ``skip`` (all its events
+- PROCESS plans (while EXAMINING lists the bucket) per object ``emit`` (some event not in the ledger), ``skip`` (all its events
   delivered before), ``unmatched`` (no rule, or outside the time window) or ``noncurrent``
   (an older version or a delete marker).
 - EXECUTE delivers the missing events through ``ctx.run_each`` (per-event retries with
@@ -193,6 +193,8 @@ class _Item:
 
 class TriggerReconciliation(JobHandler):
     listing = "versions"
+    # planning is a ledger lookup per batch: EXAMINING does it as it lists, saving a listing
+    plans_while_examining = True
 
     async def validate(self, job: NewJob, storage: Storage, settings: Settings) -> None:
         _Window.of(job.params)
