@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +60,22 @@ _WALK_BATCH = 1000  # entries produced per thread hop while listing
 
 T = TypeVar("T")
 _IoRunner = Callable[..., Any]
+
+
+def _unlink_file(path: str) -> None:
+    """Unlink ``path`` if it is a file (a symlink to one included), as ``Path.is_file``
+    judges: a directory at a key's path is a prefix of other keys, never an object."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISREG(st.st_mode):
+        _unlink_missing_ok(path)
+
+
+def _unlink_missing_ok(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        os.unlink(path)
 
 
 class _LocalStream(ObjectStream):
@@ -491,38 +508,50 @@ class LocalStorage(Storage):
 
         return await self._io(do)
 
-    def _delete_sync(self, bucket: str, key: str, version_id: str | None) -> DeleteResult:
-        try:
-            self._check_version(version_id, key)
-        except ObjectNotFound:
-            return DeleteResult(key=key, version_id=version_id)  # S3: deleting nothing succeeds
+    def _delete_sync(
+        self, bucket: str, items: Sequence[tuple[str, str | None]]
+    ) -> list[DeleteResult]:
+        """Delete a batch: one unlink per file and per sidecar, then each directory the
+        batch emptied is pruned once (not once per key). A crash before the pruning leaves
+        empty directories only: they hold no key, and listings skip them."""
         bucket_dir = self._existing_bucket(bucket)
-        path = self._obj_path(bucket, key)
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            lf.remove_empty_dirs(path.parent, bucket_dir)
-        sc = self._sidecar_path(bucket, key)
-        sc.unlink(missing_ok=True)
-        lf.remove_empty_dirs(sc.parent, self._meta_root / bucket / "meta")
-        return DeleteResult(key=key, version_id=version_id)
+        meta_dir = self._meta_root / bucket / "meta"
+        base, meta_base = str(bucket_dir), str(meta_dir)
+        out: list[DeleteResult] = []
+        emptied: set[str] = set()
+        for key, vid in items:
+            if vid not in (None, "null"):
+                out.append(DeleteResult(key, vid))  # no such version: S3 deletes nothing, OK
+                continue
+            try:
+                lf.check_key(key)
+                _unlink_file(f"{base}/{key}")
+                _unlink_missing_ok(f"{meta_base}/{key}.json")
+            except (StorageError, OSError) as e:
+                err = e if isinstance(e, StorageError) else StorageError(f"{key!r}: {e}")
+                out.append(DeleteResult(key, vid, error_code=err.code, error_message=err.message))
+                continue
+            out.append(DeleteResult(key, vid))
+            emptied.add(os.path.dirname(key))
+        # deepest first, so a parent is tried once its children had their chance
+        for rel in sorted(emptied, key=lambda d: d.count("/"), reverse=True):
+            if rel:
+                lf.remove_empty_dirs(bucket_dir / rel, bucket_dir)
+                lf.remove_empty_dirs(meta_dir / rel, meta_dir)
+        return out
 
     async def delete(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult:
-        return await self._io(self._delete_sync, bucket, key, version_id)
+        if version_id not in (None, "null"):
+            return DeleteResult(key=key, version_id=version_id)  # S3: deleting nothing succeeds
+        [result] = await self._io(self._delete_sync, bucket, [(key, version_id)])
+        if result.error_code is not None:
+            raise StorageError(result.error_message or result.error_code)
+        return result
 
     async def delete_many(
         self, bucket: str, items: Sequence[tuple[str, str | None]]
     ) -> list[DeleteResult]:
-        def run() -> list[DeleteResult]:
-            self._existing_bucket(bucket)
-            out = []
-            for key, vid in items:
-                try:
-                    out.append(self._delete_sync(bucket, key, vid))
-                except StorageError as e:
-                    out.append(DeleteResult(key, vid, error_code=e.code, error_message=e.message))
-            return out
-
-        return await self._io(run)
+        return await self._io(self._delete_sync, bucket, items)
 
     async def get_tags(
         self, bucket: str, key: str, version_id: str | None = None
