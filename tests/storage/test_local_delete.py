@@ -80,3 +80,17 @@ async def test_foreign_files_without_sidecars_are_deleted(store: LocalStorage) -
 async def test_single_delete_refuses_an_unrepresentable_key(store: LocalStorage) -> None:
     with pytest.raises(StorageError):
         await store.delete("bk", "a//b")
+
+
+async def test_a_symlink_at_the_key_path_goes_but_never_its_target(
+    store: LocalStorage, tmp_path: Path
+) -> None:
+    target = tmp_path / "outside.txt"
+    target.write_bytes(b"keep me")
+    (store.root / "bk" / "ln").symlink_to(target)
+    (store.root / "bk" / "dirlink").symlink_to(tmp_path, target_is_directory=True)
+    results = await store.delete_many("bk", [("ln", None), ("dirlink", None)])
+    assert [r.error_code for r in results] == [None, None]
+    assert not (store.root / "bk" / "ln").is_symlink()
+    assert not (store.root / "bk" / "dirlink").is_symlink()
+    assert target.read_bytes() == b"keep me"
