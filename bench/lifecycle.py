@@ -259,6 +259,8 @@ async def main() -> None:
     ap.add_argument("--skip-local", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "lifecycle.md"))
     args = ap.parse_args()
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load0 = os.getloadavg()
     parts = ["# LIFECYCLE_UPDATE vs rclone delete --min-age", "", machine()]
     with tempfile.TemporaryDirectory(prefix="oj-bench-lc-") as tmp:
         work = Path(tmp)
@@ -270,6 +272,13 @@ async def main() -> None:
         if not args.skip_local:
             parts.append(table("local directory", await bench_local(args.local_files, work)))
             print(parts[-1], flush=True)
+    load1 = os.getloadavg()
+    parts.insert(
+        2,
+        f"{started}: `python bench/lifecycle.py {' '.join(sys.argv[1:])}`; load average "
+        f"(1/5/15 min) {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f} at the start, "
+        f"{load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} at the end\n",
+    )
     write(Path(args.out), "\n".join(parts) + "\n")
 
 
