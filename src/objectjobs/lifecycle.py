@@ -27,6 +27,7 @@ MinIO, the reference S3-compatible implementation):
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -104,8 +105,9 @@ class Rule:
 class Policy:
     rules: tuple[Rule, ...]
 
-    @property
+    @functools.cached_property
     def active(self) -> tuple[Rule, ...]:
+        # read once per version evaluated: computed once per policy
         return tuple(r for r in self.rules if r.enabled)
 
     @property
@@ -381,8 +383,10 @@ def parse_as_of(text: str | None, default: datetime) -> datetime:
 
 def due_after_days(start: datetime, days: int) -> datetime:
     """S3's due time: ``start + days`` rounded up to the next midnight UTC."""
-    day = start.astimezone(UTC).date() + timedelta(days=days + 1)
-    return datetime.combine(day, time(0), tzinfo=UTC)
+    if start.tzinfo is not UTC:  # listings give UTC already: skip the conversion then
+        start = start.astimezone(UTC)
+    midnight = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    return midnight + timedelta(days=days + 1)
 
 
 # --- evaluation ------------------------------------------------------------------------
@@ -414,8 +418,8 @@ def needs_tags(policy: Policy, group: Sequence[ObjectVersion]) -> list[ObjectVer
 
 
 def _pick_expiry(candidates: list[tuple[datetime, str]], as_of: datetime) -> str | None:
-    due = sorted(c for c in candidates if c[0] <= as_of)
-    return due[0][1] if due else None
+    due = [c for c in candidates if c[0] <= as_of]
+    return min(due)[1] if due else None
 
 
 def _current(

@@ -300,9 +300,10 @@ class LifecycleUpdate(JobHandler):
         by_id: list[lc.Decision] = []
         markers: list[lc.Decision] = []
         moves: list[lc.Decision] = []
+        kept = 0
         for d in await self._decide(ctx, env, groups):
             if d.action == lc.KEEP:
-                done.progress += Progress(processed=1)
+                kept += 1
             elif d.action == lc.SKIP:
                 done.record(
                     ResultRecord(d.key, d.version_id, _intended(d), Outcome.SKIPPED, None, d.reason)
@@ -313,6 +314,7 @@ class LifecycleUpdate(JobHandler):
                 moves.append(d)
             else:
                 by_id.append(d)
+        done.progress += Progress(processed=kept)
         await self._delete_by_id(ctx, by_id, done)
         await self._add_markers(ctx, markers, done)
         await self._transition(ctx, moves, done)
@@ -331,6 +333,8 @@ class LifecycleUpdate(JobHandler):
         async def run(chunk: list[lc.Decision]) -> list[DeleteResult]:
             return await storage.delete_many(bucket, [(d.key, d.version_id) for d in chunk])
 
+        # successes are most of a batch: counted once, not one Progress per object
+        deleted = size_deleted = 0
         for chunk, answer in zip(chunks, await ctx.run_each(run, chunks), strict=True):
             for i, d in enumerate(chunk):
                 if isinstance(answer, BaseException):
@@ -351,7 +355,7 @@ class LifecycleUpdate(JobHandler):
                         )
                     )
                 else:
-                    done.record(
+                    done.results.append(
                         ResultRecord(
                             d.key,
                             d.version_id,
@@ -359,9 +363,11 @@ class LifecycleUpdate(JobHandler):
                             Outcome.SUCCEEDED,
                             None,
                             f"rule {d.rule_id}",
-                        ),
-                        d.size,
+                        )
                     )
+                    deleted += 1
+                    size_deleted += d.size
+        done.progress += Progress(processed=deleted, bytes=size_deleted)
 
     async def _add_markers(self, ctx: JobContext, todo: list[lc.Decision], done: ExecBatch) -> None:
         storage, bucket = ctx.storage, ctx.job.bucket

@@ -9,9 +9,9 @@ id (or ETag when unversioned): see :func:`objectjobs.events.ledger_key`.
 
 - It lists versions, not just objects, because a record names the version id of a
   versioned object (and the ledger keys on it); only current versions make events.
-- PROCESS plans (while EXAMINING lists the bucket) per object ``emit`` (some event not in the ledger), ``skip`` (all its events
-  delivered before), ``unmatched`` (no rule, or outside the time window) or ``noncurrent``
-  (an older version or a delete marker).
+- The plan, made while EXAMINING lists the bucket, is per object ``emit`` (some event not
+  in the ledger), ``skip`` (all its events delivered before), ``unmatched`` (no rule, or
+  outside the time window) or ``noncurrent`` (an older version or a delete marker).
 - EXECUTE delivers the missing events through ``ctx.run_each`` (per-event retries with
   backoff and jitter for retryable delivery errors) and records each one in the ledger
   once it is accepted, in background transactions a few ms apart, all committed before
