@@ -17,6 +17,7 @@ from objectjobs.storage.interface import ObjectVersion, Storage
 from objectjobs.storage.local import LocalStorage
 from objectjobs.store.interface import JobStore
 
+from .probe import ProbeHandler
 from .support import create_job
 from .test_engine import fill
 
@@ -147,17 +148,22 @@ async def test_an_examine_taken_over_mid_listing_resumes_at_its_last_checkpoint(
     assert usage.usage["currentBytes"] == total
 
 
-async def test_a_job_that_acts_on_objects_still_plans_every_partition_in_processing(
-    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+async def test_a_handler_that_plans_in_processing_lists_each_partition_again(
+    store: JobStore, counting: CountingStorage, settings: Settings, owner: int
 ) -> None:
-    fill(local.root, "b1", 900)
-    job = await create_job(store, owner, "b1", JobType.LIFECYCLE_UPDATE, dryRun="true")
-    await local.put_bucket_config(
-        "b1",
-        "lifecycle",
-        {"Rules": [{"ID": "r", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}}]},
+    fill(counting.root, "b1", 900)
+    job = await create_job(store, owner, "b1", dryRun="true")
+    probe = ProbeHandler()  # plans_while_examining is False
+    assert not probe.plans_while_examining
+    probe.listing = "versions"
+    runner = TaskRunner(
+        settings,
+        store,
+        counting,
+        lambda name: counting,
+        WORKER,
+        handlers={JobType.METRIC_RECONCILIATION: probe},
     )
-    runner = runner_for(settings, store, local)
     assert await run_one(runner, store) is Phase.EXAMINE
     examined = await store.get_job(job.id)
     assert examined is not None and examined.processed == 0
@@ -167,3 +173,4 @@ async def test_a_job_that_acts_on_objects_still_plans_every_partition_in_process
     final = await store.get_job(job.id)
     assert final is not None and final.state is JobState.COMPLETE, final.failure_reasons
     assert final.processed == 900
+    assert counting.listed == 2 * 900

@@ -130,6 +130,9 @@ def _intended(d: lc.Decision) -> str:
 
 class LifecycleUpdate(JobHandler):
     listing = "versions"
+    # evaluating a policy costs about as much as listing the key: EXAMINING does it as it
+    # lists, saving a listing (HEADs and tag reads, when needed, still run concurrently)
+    plans_while_examining = True
 
     async def validate(self, job: NewJob, storage: Storage, settings: Settings) -> None:
         if job.params.get("policy"):
