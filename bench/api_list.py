@@ -107,10 +107,16 @@ def _sqlite_fill(path: str, ids: list[int], owner: int) -> None:
             "failure_reasons, rate, cancel_requested) "
             "VALUES (?, ?, ?, '', '{}', 'COMPLETE', ?, ?, ?, ?, ?, 0, 0, 0, '[]', 0, 0)",
             (
-                (job_id, JOB_TYPE, f"bench-{i % 4}", owner,
-                 _naive(BASE_TIME + timedelta(seconds=i)),
-                 _naive(BASE_TIME + timedelta(seconds=i)),
-                 _naive(BASE_TIME + timedelta(seconds=i + 30)), i % 1000)
+                (
+                    job_id,
+                    JOB_TYPE,
+                    f"bench-{i % 4}",
+                    owner,
+                    _naive(BASE_TIME + timedelta(seconds=i)),
+                    _naive(BASE_TIME + timedelta(seconds=i)),
+                    _naive(BASE_TIME + timedelta(seconds=i + 30)),
+                    i % 1000,
+                )
                 for i, job_id in enumerate(ids)
             ),
         )
@@ -130,16 +136,37 @@ def _naive(moment: datetime) -> str:
 def _postgres_fill(url: str, ids: list[int], owner: int) -> None:
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo) as conn:
-        with conn.cursor() as cur, cur.copy(
-            "COPY jobs (id, job_type, bucket, prefix, params, state, owner_id, create_time, "
-            "start_time, complete_time, processed, failed, skipped, bytes_done, "
-            "failure_reasons, rate, cancel_requested) FROM STDIN"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY jobs (id, job_type, bucket, prefix, params, state, owner_id, create_time, "
+                "start_time, complete_time, processed, failed, skipped, bytes_done, "
+                "failure_reasons, rate, cancel_requested) FROM STDIN"
+            ) as copy,
+        ):
             for i, job_id in enumerate(ids):
                 start = BASE_TIME + timedelta(seconds=i)
-                copy.write_row((job_id, JOB_TYPE, f"bench-{i % 4}", "", "{}", "COMPLETE", owner,
-                                start, start, start + timedelta(seconds=30), i % 1000, 0, 0, 0,
-                                "[]", 0.0, False))
+                copy.write_row(
+                    (
+                        job_id,
+                        JOB_TYPE,
+                        f"bench-{i % 4}",
+                        "",
+                        "{}",
+                        "COMPLETE",
+                        owner,
+                        start,
+                        start,
+                        start + timedelta(seconds=30),
+                        i % 1000,
+                        0,
+                        0,
+                        0,
+                        "[]",
+                        0.0,
+                        False,
+                    )
+                )
         conn.commit()
         conn.autocommit = True
         # as autovacuum would have done on a store that grew to this size
@@ -169,13 +196,15 @@ async def _store_latency(url: str, ids: list[int], requests: int) -> dict[str, l
     try:
         for round_ in range(requests + 5):
             for size in SIZES:
-                for name, after in ((f"store first/{size}", None),
-                                    (f"store deep/{size}", cursor)):
+                for name, after in ((f"store first/{size}", None), (f"store deep/{size}", cursor)):
                     began = time.perf_counter()
                     page = await store.list_jobs(after=after, limit=size + 1)
                     elapsed = time.perf_counter() - began
                     first = 0 if after is None else depth
-                    if round_ == 0 and [j.id for j in page[:size]] != ids[::-1][first:first + size]:
+                    if (
+                        round_ == 0
+                        and [j.id for j in page[:size]] != ids[::-1][first : first + size]
+                    ):
                         raise RuntimeError(f"{name}: the store returned the wrong page")
                     if round_ >= 5:
                         times.setdefault(name, []).append(elapsed)
@@ -204,9 +233,22 @@ class Server:
         self.log = data_dir / "server.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "objectjobs", "serve", "--data-dir", str(data_dir),
-                 "--host", "127.0.0.1", "--port", str(self.port)],
-                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=data_dir,
+                [
+                    sys.executable,
+                    "-m",
+                    "objectjobs",
+                    "serve",
+                    "--data-dir",
+                    str(data_dir),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=data_dir,
             )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -319,8 +361,9 @@ def latency(
 # --- throughput (a separate client process) -----------------------------------------------
 
 
-async def _hammer(base: str, operation: str, body: dict[str, Any], concurrency: int,
-                  duration: float) -> dict[str, float]:
+async def _hammer(
+    base: str, operation: str, body: dict[str, Any], concurrency: int, duration: float
+) -> dict[str, float]:
     api = await asyncio.to_thread(Mapi, base, "admin", PASSWORD)
     headers = {
         "Authorization": f"Bearer {api.token}",
@@ -332,8 +375,12 @@ async def _hammer(base: str, operation: str, body: dict[str, Any], concurrency: 
     done = errors = 0
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
         # connections are opened before the clock starts
-        await asyncio.gather(*(http.post("/mapi/v1/" + operation, json=body, headers=headers)
-                               for _ in range(concurrency)))
+        await asyncio.gather(
+            *(
+                http.post("/mapi/v1/" + operation, json=body, headers=headers)
+                for _ in range(concurrency)
+            )
+        )
         end = time.perf_counter() + duration
 
         async def one() -> None:
@@ -351,21 +398,29 @@ async def _hammer(base: str, operation: str, body: dict[str, Any], concurrency: 
         wall = time.perf_counter() - start
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     client_cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
-    return {"rps": done / wall, "requests": done, "errors": errors, "wall_s": wall,
-            "client_cpu_s": client_cpu}
+    return {
+        "rps": done / wall,
+        "requests": done,
+        "errors": errors,
+        "wall_s": wall,
+        "client_cpu_s": client_cpu,
+    }
 
 
-def _hammer_child(base: str, operation: str, body: dict[str, Any], concurrency: int,
-                  duration: float, queue: Any) -> None:
+def _hammer_child(
+    base: str, operation: str, body: dict[str, Any], concurrency: int, duration: float, queue: Any
+) -> None:
     queue.put(asyncio.run(_hammer(base, operation, body, concurrency, duration)))
 
 
-def throughput(server: Server, operation: str, body: dict[str, Any], concurrency: int,
-               duration: float) -> dict[str, float]:
+def throughput(
+    server: Server, operation: str, body: dict[str, Any], concurrency: int, duration: float
+) -> dict[str, float]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(target=_hammer_child,
-                        args=(server.base, operation, body, concurrency, duration, queue))
+    child = ctx.Process(
+        target=_hammer_child, args=(server.base, operation, body, concurrency, duration, queue)
+    )
     cpu0 = server.cpu_s()
     child.start()
     try:
@@ -452,11 +507,13 @@ def report(results: list[DbResult], args: argparse.Namespace, load: tuple[str, s
         "- Server: `python -m objectjobs serve` (worker disabled), default settings, "
         "over HTTP on 127.0.0.1.",
         f"- Deep page: the page token after job {args.jobs // 2:,} (newest first), "
-        + (f"reached by paging from the top with pageSize {WALK_PAGE:,}, each page checked."
-           if args.walk else
-           "issued by the bench with the server's own code and key (`PageTokens`, secret set "
-           "through OBJECTJOBS_AUTH__SECRET_KEY) for the same scope the server binds; "
-           "`--walk` pages there instead (50 pages of 10,000 at 1M jobs: minutes on this box).")
+        + (
+            f"reached by paging from the top with pageSize {WALK_PAGE:,}, each page checked."
+            if args.walk
+            else "issued by the bench with the server's own code and key (`PageTokens`, secret set "
+            "through OBJECTJOBS_AUTH__SECRET_KEY) for the same scope the server binds; "
+            "`--walk` pages there instead (50 pages of 10,000 at 1M jobs: minutes on this box)."
+        )
         + " Tokens bind filters and caller, not page size, so one token serves both sizes; "
         "the first answer of every case is checked to hold exactly the expected jobs.",
         f"- Latency: {args.requests} timed requests per case (after 10 warm-up rounds) from one "
@@ -490,16 +547,22 @@ def report(results: list[DbResult], args: argparse.Namespace, load: tuple[str, s
                     deep = statistics.median(r.latency[deep_case])
                     verdict = "met" if deep <= 1.2 * first else "NOT met"
                     where = "in-process store" if prefix else "HTTP"
-                    lines.append(f"- {where}, pageSize {size}: deep/first median = "
-                                 f"{deep / first:.2f} (goal <= 1.2: {verdict})")
+                    lines.append(
+                        f"- {where}, pageSize {size}: deep/first median = "
+                        f"{deep / first:.2f} (goal <= 1.2: {verdict})"
+                    )
             lines.append("")
         if r.throughput:
-            lines += ["| operation | req/s | requests | errors | server CPU s | client CPU s |",
-                      "|---|---|---|---|---|---|"]
+            lines += [
+                "| operation | req/s | requests | errors | server CPU s | client CPU s |",
+                "|---|---|---|---|---|---|",
+            ]
             for op, t in r.throughput.items():
-                lines.append(f"| {op} | {t['rps']:.1f} | {t['requests']:.0f} | "
-                             f"{t['errors']:.0f} | {t['server_cpu_s']:.1f} | "
-                             f"{t['client_cpu_s']:.1f} |")
+                lines.append(
+                    f"| {op} | {t['rps']:.1f} | {t['requests']:.0f} | "
+                    f"{t['errors']:.0f} | {t['server_cpu_s']:.1f} | "
+                    f"{t['client_cpu_s']:.1f} |"
+                )
             ratio = r.throughput["jobs/list"]["rps"] / r.throughput["user/info"]["rps"]
             verdict = "met" if ratio >= 0.5 else "NOT met"
             lines += ["", f"- list / user/info = {ratio:.2f} (goal >= 0.5: {verdict})", ""]
@@ -513,8 +576,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--walk", action="store_true",
-                        help="reach the deep page by paging from the top (pageSize 10 000)")
+    parser.add_argument(
+        "--walk",
+        action="store_true",
+        help="reach the deep page by paging from the top (pageSize 10 000)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "api_list.md")
     args = parser.parse_args()
     if args.jobs < 2 * WALK_PAGE:

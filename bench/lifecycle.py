@@ -47,7 +47,7 @@ async def run_ours(storage: Any, bucket: str, data_dir: Path) -> dict[str, float
     from objectjobs.models import JobState, JobType, NewJob
     from objectjobs.settings import load_settings
     from objectjobs.store.sql import SqlJobStore
-    from objectjobs.worker import Worker
+    from objectjobs.worker import Worker, tune_gc
 
     os.makedirs(data_dir, exist_ok=True)
     settings = load_settings(
@@ -63,6 +63,7 @@ async def run_ours(storage: Any, bucket: str, data_dir: Path) -> dict[str, float
     job, _ = await store.create_job(
         NewJob(JobType.LIFECYCLE_UPDATE, bucket, {"policy": POLICY, "asOf": as_of}, owner)
     )
+    tune_gc()  # as `objectjobs worker` does once started
     worker = Worker(settings, store, storage)
     runner = asyncio.create_task(worker.run())
     phases: dict[str, float] = {}

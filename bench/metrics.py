@@ -58,7 +58,7 @@ async def job_child(kind: str, bucket: str, root: str, endpoint: dict[str, str])
     from objectjobs.settings import S3EndpointSettings, load_settings
     from objectjobs.storage.factory import open_storage
     from objectjobs.store.sql import SqlJobStore
-    from objectjobs.worker import Worker
+    from objectjobs.worker import Worker, tune_gc
 
     data = Path(tempfile.mkdtemp(prefix="oj-bench-"))
     settings = load_settings(data_dir=data, worker={"poll_s": 0.05})
@@ -71,6 +71,7 @@ async def job_child(kind: str, bucket: str, root: str, endpoint: dict[str, str])
     user = await store.create_user("bench", "admin", "x")
     start, cpu_start = time.perf_counter(), time.process_time()
     job, _ = await store.create_job(NewJob(JobType.METRIC_RECONCILIATION, bucket, {}, user.id))
+    tune_gc()  # as `objectjobs worker` does once started
     worker = Worker(settings, store, storage)
     async with worker.running():
         while True:

@@ -44,7 +44,7 @@ from objectjobs.storage.factory import open_storage  # noqa: E402
 from objectjobs.storage.interface import Storage  # noqa: E402
 from objectjobs.storage.local import LocalStorage  # noqa: E402
 from objectjobs.store.sql import SqlJobStore  # noqa: E402
-from objectjobs.worker import Worker  # noqa: E402
+from objectjobs.worker import Worker, tune_gc  # noqa: E402
 from tests import servers  # noqa: E402
 
 BODY = 1024
@@ -83,6 +83,7 @@ async def objectjobs_run(
     rss0, cpu0 = status_bytes("VmRSS"), cpu_self()
     t = time.perf_counter()
     job, _ = await store.create_job(NewJob(JobType.BATCH_REPLICATE, bucket, params, user.id))
+    tune_gc()  # as `objectjobs worker` does once started
     worker = Worker(settings, store, storage)
     running = asyncio.create_task(worker.run())
     try:

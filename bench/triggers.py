@@ -105,7 +105,7 @@ async def run_job(
     from objectjobs.settings import load_settings
     from objectjobs.storage.local import LocalStorage
     from objectjobs.store.sql import SqlJobStore
-    from objectjobs.worker import Worker
+    from objectjobs.worker import Worker, tune_gc
 
     settings = load_settings(data_dir=data, notify={"targets": targets})
     local = LocalStorage(root)
@@ -114,6 +114,7 @@ async def run_job(
     await store.migrate()
     user = await store.get_user_by_name("bench") or await store.create_user("bench", "admin", "x")
     job, _ = await store.create_job(NewJob(JobType.TRIGGER_RECONCILIATION, BUCKET, {}, user.id))
+    tune_gc()  # as `objectjobs worker` does once started
     worker = Worker(settings, store, local)
     runner = asyncio.create_task(worker.run())
     start, cpu_start = time.perf_counter(), cpu_s()

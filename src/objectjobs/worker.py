@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -191,6 +192,18 @@ class Worker:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def tune_gc() -> None:
+    """Tune the cyclic garbage collector for a worker process, once its start-up is done.
+
+    Listings allocate millions of short-lived objects (pages, entries, parsed XML) that
+    reference counting frees; at the default threshold (700 net allocations) the collector
+    runs thousands of passes over the whole heap, about a fifth of a listing job's CPU.
+    The start-up heap is frozen out of its passes and a pass runs every 50,000 allocations.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 async def run_worker(settings: Settings, store: JobStore, storage: Storage) -> None:

@@ -89,6 +89,7 @@ async def _serve(settings: Settings) -> None:
     from objectjobs.accounts import ensure_admin
     from objectjobs.api.app import create_app
     from objectjobs.wiring import open_default_storage, open_store
+    from objectjobs.worker import tune_gc
 
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(sock.close)
@@ -121,6 +122,7 @@ async def _serve(settings: Settings) -> None:
             server_header=False,
         )
         server = uvicorn.Server(config)
+        tune_gc()  # the app is built: what exists now lives as long as the process
         url = _base_url("https" if tls else "http", settings.server.host, port)
         announce = asyncio.create_task(_announce(server, url, settings, tls))
         try:
@@ -150,7 +152,7 @@ def serve(
 
 async def _work(settings: Settings) -> None:
     from objectjobs.wiring import open_default_storage, open_store
-    from objectjobs.worker import run_worker
+    from objectjobs.worker import run_worker, tune_gc
 
     async with contextlib.AsyncExitStack() as stack:
         store = await open_store(settings)
@@ -158,6 +160,7 @@ async def _work(settings: Settings) -> None:
         storage = open_default_storage(settings)
         stack.push_async_callback(storage.close)
         log.info("worker started")
+        tune_gc()
         await run_worker(settings, store, storage)
 
 

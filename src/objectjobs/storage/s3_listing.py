@@ -35,7 +35,13 @@ def _key_decoder(root: ET.Element) -> Callable[[str], str]:
 
 
 def _unquote_plus(key: str) -> str:
-    return urllib.parse.unquote_plus(key) if "%" in key or "+" in key else key
+    if "+" in key:
+        key = key.replace("+", " ")
+    if "%" not in key:
+        return key
+    # most encoded keys only have slashes encoded; urllib's general unquote costs ~20x more
+    slashes = key.replace("%2F", "/")
+    return slashes if "%" not in slashes else urllib.parse.unquote(key)
 
 
 @functools.lru_cache(maxsize=256)  # a handful of element names; bounded all the same
