@@ -105,6 +105,9 @@ class _KeyWork:
 
 class BatchReplicate(JobHandler):
     listing = "versions"
+    # planning lists the target over the batch's range, about what listing the source
+    # costs: EXAMINING does it as it lists, saving a listing of each side
+    plans_while_examining = True
 
     async def validate(self, job: NewJob, storage: Storage, settings: Settings) -> None:
         replication_filter(job.params)
