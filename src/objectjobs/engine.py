@@ -114,7 +114,9 @@ class TaskRunner:
             )
             return
         cutter = PartitionCutter.resumed(ctx.state.get("cutting"), existing)
-        planning = handler.plans_while_examining
+        # A job paced by objectsPerSecond lists at full speed here instead, so its totals
+        # (the progress bar's end, the ETA) are known early; PROCESSING then paces the plan.
+        planning = handler.plans_while_examining and limiter is None
         count_processed = ctx.dry_run or handler.processed_in_plan
         examine_state, ctx.state = ctx.state, cutter.partition_state
         size = self.settings.worker.partition_objects
@@ -138,9 +140,7 @@ class TaskRunner:
             results.clear()
             progress, committed, dirty = Progress(), time.monotonic(), False
 
-        async for batch in self._key_groups(
-            handler, ctx, cutter.listed_to, None, limiter if planning else None
-        ):
+        async for batch in self._key_groups(handler, ctx, cutter.listed_to, None):
             unplanned, dirty = 0, True  # unplanned: index of the first group not planned yet
             for i, group in enumerate(batch):
                 cutter.add(group)

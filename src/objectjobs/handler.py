@@ -111,7 +111,8 @@ class JobHandler(abc.ABC):
     #: progress and results with its checkpoints, and PROCESSING does not list the range
     #: again (only keys written after EXAMINING passed the end of the last partition).
     #: Leave it False when planning is costly (it would run in the one EXAMINE task
-    #: instead of in parallel PROCESS tasks).
+    #: instead of in parallel PROCESS tasks). Not used for a job with objectsPerSecond:
+    #: its EXAMINING lists at full speed, so totals and ETA are known early.
     plans_while_examining: bool = False
 
     async def validate(  # noqa: B027 - optional hook

@@ -174,3 +174,23 @@ async def test_a_handler_that_plans_in_processing_lists_each_partition_again(
     assert final is not None and final.state is JobState.COMPLETE, final.failure_reasons
     assert final.processed == 900
     assert counting.listed == 2 * 900
+
+
+async def test_a_paced_count_knows_its_totals_before_it_counts(
+    store: JobStore, counting: CountingStorage, settings: Settings, owner: int
+) -> None:
+    """With objectsPerSecond, EXAMINING lists at full speed (totals, progress bar and ETA
+    early) and PROCESSING does the paced counting."""
+    fill(counting.root, "b1", 900)
+    job = await create_job(store, owner, "b1", objectsPerSecond="100000")
+    runner = runner_for(settings, store, counting)
+    assert await run_one(runner, store) is Phase.EXAMINE
+    examined = await store.get_job(job.id)
+    assert examined is not None and examined.totals is not None
+    assert examined.totals["objects"] == 900 and examined.processed == 0
+    assert all(t.checkpoint is None for t in await store.list_tasks(job.id, Phase.PROCESS))
+    while await run_one(runner, store) is not None:
+        pass
+    final = await store.get_job(job.id)
+    assert final is not None and final.state is JobState.COMPLETE, final.failure_reasons
+    assert final.processed == 900 and counting.listed == 2 * 900
