@@ -170,7 +170,7 @@ class LocalStorage(Storage):
         return self._existing_bucket(bucket) / key
 
     def _sidecar_path(self, bucket: str, key: str) -> Path:
-        return self._meta_root / bucket / "meta" / (key + ".json")
+        return Path(self._sidecar_file(bucket, key))
 
     def _file(self, bucket: str, key: str) -> str:
         """An object's file path, validated but not looked up (the bucket's existence is
@@ -386,8 +386,8 @@ class LocalStorage(Storage):
             raise self._missing(bucket, key) from None
         if not stat.S_ISREG(st.st_mode):
             raise ObjectNotFound(f"{bucket}/{key} not found")
-        sc_path = self._sidecar_file(bucket, key)
-        sc = lf.read_sidecar(Path(sc_path))
+        sc_path = self._sidecar_path(bucket, key)
+        sc = lf.read_sidecar(sc_path)
         if sc is None or not sc.matches(st):
             # written by another tool (or since): compute the etag once and cache it
             etag = lf.md5_file(Path(path))
@@ -395,7 +395,7 @@ class LocalStorage(Storage):
                 etag, st.st_size, st.st_mtime_ns, sc.meta if sc else {}, sc.tags if sc else {}
             )
             with contextlib.suppress(OSError):
-                lf.write_atomic(Path(sc_path), sc.to_bytes(), self._tmp)
+                lf.write_atomic(sc_path, sc.to_bytes(), self._tmp)
         parts = None
         if sc.etag and "-" in sc.etag:
             parts = int(sc.etag.strip('"').rsplit("-", 1)[1])
@@ -479,7 +479,7 @@ class LocalStorage(Storage):
         finally:
             tmp.unlink(missing_ok=True)
         sc = lf.Sidecar(etag, st.st_size, st.st_mtime_ns, meta, tags)
-        lf.write_atomic(Path(self._sidecar_file(bucket, key)), sc.to_bytes(), self._tmp)
+        lf.write_atomic(self._sidecar_path(bucket, key), sc.to_bytes(), self._tmp)
 
     def _write_new(self, bucket: str, key: str, data: bytes, meta: ObjectMeta | None) -> str:
         """Write a whole small body: one thread hop for the file, its rename and sidecar."""
@@ -561,7 +561,7 @@ class LocalStorage(Storage):
         self._check_version(src_version_id, src_key)
         src = self._file(src_bucket, src_key)
         self._file(dst_bucket, dst_key)  # validates before writing
-        sc = lf.read_sidecar(Path(self._sidecar_file(src_bucket, src_key)))
+        sc = lf.read_sidecar(self._sidecar_file(src_bucket, src_key))
         try:
             fin = open(src, "rb")  # noqa: SIM115 - closed by the with below
         except (FileNotFoundError, NotADirectoryError):

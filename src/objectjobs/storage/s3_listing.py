@@ -19,8 +19,6 @@ from objectjobs.storage.interface import ObjectVersion
 from objectjobs.storage.s3_headers import quote_etag
 from objectjobs.storage.s3_http import S3Http, xml_text
 
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-
 
 def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -125,58 +123,69 @@ class RawLister:
         body: bytes = r.body
         return body
 
-    async def list_objects(
-        self, bucket: str, prefix: str, start_after: str, end_key: str | None, page_size: int
+    async def _pages(
+        self,
+        bucket: str,
+        query: dict[str, str],
+        parse: Callable[[bytes], tuple[list[ObjectVersion], dict[str, str] | None]],
+        end_key: str | None,
+        page_size: int,
     ) -> AsyncIterator[list[ObjectVersion]]:
-        params = {"list-type": "2", "max-keys": str(min(page_size, 1000))}
-        if prefix:
-            params["prefix"] = prefix
-        if start_after:
-            params["start-after"] = start_after
+        """Pages of ``page_size`` entries up to ``end_key``. ``parse`` reads one answer:
+        its entries and the query changes that ask for the next one (None: the last; an
+        empty value removes that parameter)."""
         pending: list[ObjectVersion] = []
         while True:
-            entries, token = parse_objects_page(await self._fetch(bucket, params))
-            done = token is None
+            entries, nxt = parse(await self._fetch(bucket, query))
             if end_key is not None and entries and entries[-1].key > end_key:
                 entries = [e for e in entries if e.key <= end_key]
-                done = True
+                nxt = None
             pending.extend(entries)
             while len(pending) >= page_size:
                 yield pending[:page_size]
                 pending = pending[page_size:]
-            if done or token is None:
+            if nxt is None:
                 break
-            params["continuation-token"] = token
+            for name, value in nxt.items():
+                if value:
+                    query[name] = value
+                else:
+                    query.pop(name, None)
         if pending:
             yield pending
 
-    async def list_versions(
+    def list_objects(
         self, bucket: str, prefix: str, start_after: str, end_key: str | None, page_size: int
     ) -> AsyncIterator[list[ObjectVersion]]:
-        params = {"versions": "", "max-keys": str(min(page_size, 1000))}
+        query = {"list-type": "2", "max-keys": str(min(page_size, 1000))}
         if prefix:
-            params["prefix"] = prefix
+            query["prefix"] = prefix
+        if start_after:
+            query["start-after"] = start_after
+
+        def parse(body: bytes) -> tuple[list[ObjectVersion], dict[str, str] | None]:
+            entries, token = parse_objects_page(body)
+            return entries, None if token is None else {"continuation-token": token}
+
+        return self._pages(bucket, query, parse, end_key, page_size)
+
+    def list_versions(
+        self, bucket: str, prefix: str, start_after: str, end_key: str | None, page_size: int
+    ) -> AsyncIterator[list[ObjectVersion]]:
+        query = {"versions": "", "max-keys": str(min(page_size, 1000))}
+        if prefix:
+            query["prefix"] = prefix
         if start_after:
             # a key marker alone resumes at the first key after it, all its versions
-            params["key-marker"] = start_after
-        pending: list[ObjectVersion] = []
-        while True:
-            entries, nxt = parse_versions_page(await self._fetch(bucket, params))
-            done = nxt is None
+            query["key-marker"] = start_after
+
+        def parse(body: bytes) -> tuple[list[ObjectVersion], dict[str, str] | None]:
+            entries, nxt = parse_versions_page(body)
             if start_after and entries and entries[0].key <= start_after:
                 # S3 skips every version of the marker key; some servers (moto) only its first
                 entries = [e for e in entries if e.key > start_after]
-            if end_key is not None and entries and entries[-1].key > end_key:
-                entries = [e for e in entries if e.key <= end_key]
-                done = True
-            pending.extend(entries)
-            while len(pending) >= page_size:
-                yield pending[:page_size]
-                pending = pending[page_size:]
-            if done or nxt is None:
-                break
-            params["key-marker"], params["version-id-marker"] = nxt
-            if not nxt[1]:
-                params.pop("version-id-marker")
-        if pending:
-            yield pending
+            if nxt is None:
+                return entries, None
+            return entries, {"key-marker": nxt[0], "version-id-marker": nxt[1]}
+
+        return self._pages(bucket, query, parse, end_key, page_size)
