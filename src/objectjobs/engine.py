@@ -209,7 +209,15 @@ class TaskRunner:
             # the whole range, or of a range planned while examining (its checkpoint) the
             # keys written after the listing passed, which only the open-ended last one has
             if task.end_key is None or start < task.end_key:
-                await self._plan_range(handler, ctx, start, limiter, add_to_plan)
+                async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
+                    decided = await handler.plan(ctx, batch)
+                    await self._checkpoint(
+                        ctx,
+                        key=batch[-1][0].key,
+                        progress=add_to_plan(decided),
+                        state_data=ctx.state,
+                        results=decided.results,
+                    )
         if ctx.dry_run:
             next_state = JobState.COMPLETE
         else:
@@ -218,24 +226,6 @@ class TaskRunner:
         if next_state is JobState.COMPLETE and await self._over_failure_threshold(job.id):
             return
         await self.store.complete_task(task.id, self.worker_id, next_state=next_state)
-
-    async def _plan_range(
-        self,
-        handler: JobHandler,
-        ctx: JobContext,
-        start: str,
-        limiter: TokenBucket | None,
-        add_to_plan: Callable[[PlanBatch], Progress],
-    ) -> None:
-        async for batch in self._key_groups(handler, ctx, start, ctx.task.end_key, limiter):
-            decided = await handler.plan(ctx, batch)
-            await self._checkpoint(
-                ctx,
-                key=batch[-1][0].key,
-                progress=add_to_plan(decided),
-                state_data=ctx.state,
-                results=decided.results,
-            )
 
     async def _execute(
         self, handler: JobHandler, ctx: JobContext, limiter: TokenBucket | None

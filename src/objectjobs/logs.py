@@ -142,5 +142,3 @@ def setup_logging(settings: Settings) -> None:
     root.setLevel(level)
     # alembic announces each of its plugins at INFO on every start: noise, not news
     logging.getLogger("alembic.runtime.plugins").setLevel(max(level, logging.WARNING))
-    # one INFO line per delivered webhook event would drown the job's own lines
-    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))

@@ -13,16 +13,29 @@ from objectjobs.store.interface import JobStore
 from objectjobs.store.sql import SqlJobStore
 
 
+async def _opened(url: str) -> AsyncIterator[JobStore]:
+    db = SqlJobStore(url)
+    await db.migrate()
+    yield db
+    await db.close()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobStore]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'jobs.db'}"
     else:
         url = request.getfixturevalue("postgres_server").create_database()
-    db = SqlJobStore(url)
-    await db.migrate()
-    yield db
-    await db.close()
+    async for db in _opened(url):
+        yield db
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[JobStore]:
+    """SQLite only, for modules whose subject is not the job store (they alias it as
+    ``store``; the engine and the store suite run on PostgreSQL too)."""
+    async for db in _opened(f"sqlite:///{tmp_path / 'jobs.db'}"):
+        yield db
 
 
 @pytest.fixture

@@ -59,5 +59,22 @@ async def wait_for(
         await asyncio.sleep(0.02)
 
 
+async def run_job(
+    store: JobStore,
+    owner: int,
+    settings: Settings,
+    storage: Storage,
+    bucket: str,
+    job_type: JobType,
+    *,
+    wait_s: float = 120.0,
+    **params: str,
+) -> JobRecord:
+    """Create a job, run one in-process worker until it ends, and return its record."""
+    job = await create_job(store, owner, bucket, job_type, **params)
+    async with running_workers(settings, store, storage):
+        return await wait_for(store, job.id, timeout=wait_s)
+
+
 def ended(job: JobRecord) -> bool:
     return job.state in (JobState.COMPLETE, JobState.FAILED, JobState.CANCELLED)

@@ -12,7 +12,7 @@ from objectjobs.settings import S3EndpointSettings, Settings, StorageSettings
 from objectjobs.storage.interface import Storage
 from objectjobs.store.interface import JobStore
 
-from .support import create_job, running_workers, wait_for
+from . import support
 
 
 async def run_job(
@@ -24,9 +24,9 @@ async def run_job(
     wait_s: float = 120.0,
     **params: str,
 ) -> JobRecord:
-    job = await create_job(store, owner, bucket, JobType.BATCH_REPLICATE, **params)
-    async with running_workers(settings, store, storage):
-        return await wait_for(store, job.id, timeout=wait_s)
+    return await support.run_job(
+        store, owner, settings, storage, bucket, JobType.BATCH_REPLICATE, wait_s=wait_s, **params
+    )
 
 
 async def bodies(storage: Storage, bucket: str) -> dict[str, bytes]:

@@ -18,7 +18,6 @@ from objectjobs.storage.interface import Capabilities, ObjectMeta, Storage
 from objectjobs.storage.local import LocalStorage
 from objectjobs.storage.s3 import FULL_S3
 from objectjobs.store.interface import JobStore
-from objectjobs.store.sql import SqlJobStore
 
 from .test_batch_replicate_helpers import (
     bodies,
@@ -37,13 +36,10 @@ RGW_CAPABILITIES = dataclasses.replace(FULL_S3, replication_config=False)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
+def store(sqlite_store: JobStore) -> JobStore:
     # the job store is not what these tests are about: SQLite only keeps them quick (the
     # local BATCH_REPLICATE tests and the store suite run against PostgreSQL too)
-    db = SqlJobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
-    await db.migrate()
-    yield db
-    await db.close()
+    return sqlite_store
 
 
 @dataclasses.dataclass

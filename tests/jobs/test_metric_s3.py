@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from objectjobs.storage.factory import open_storage
 from objectjobs.storage.interface import Storage
 from objectjobs.storage.s3 import FULL_S3
 from objectjobs.store.interface import JobStore
-from objectjobs.store.sql import SqlJobStore
 
 from .support import create_job, running_workers, wait_for
 
@@ -26,12 +24,9 @@ pytestmark = pytest.mark.s3
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
+def store(sqlite_store: JobStore) -> JobStore:
     # the counting is what is under test here; the engine runs on PostgreSQL elsewhere
-    db = SqlJobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
-    await db.migrate()
-    yield db
-    await db.close()
+    return sqlite_store
 
 
 @pytest.fixture(params=["rgw", "moto"])

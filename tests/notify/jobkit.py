@@ -12,7 +12,7 @@ from objectjobs.models import JobRecord, JobType, ResultRecord
 from objectjobs.settings import NotifySettings, NotifyTargetSettings, Settings
 from objectjobs.storage.interface import Storage
 from objectjobs.store.interface import JobStore
-from tests.jobs.support import create_job, running_workers, wait_for
+from tests.jobs import support
 from tests.notify.receiver import Receiver
 
 
@@ -52,9 +52,9 @@ async def run_job(
     bucket: str,
     **params: str,
 ) -> JobRecord:
-    job = await create_job(store, owner, bucket, JobType.TRIGGER_RECONCILIATION, **params)
-    async with running_workers(settings, store, storage):
-        return await wait_for(store, job.id, timeout=120)
+    return await support.run_job(
+        store, owner, settings, storage, bucket, JobType.TRIGGER_RECONCILIATION, **params
+    )
 
 
 async def all_results(store: JobStore, job_id: int) -> list[ResultRecord]:

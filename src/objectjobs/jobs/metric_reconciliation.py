@@ -2,11 +2,12 @@
 
 Counting needs nothing but the listing, so the bucket is listed once: EXAMINE counts each
 partition's versions, delete markers and bytes by storage class while it cuts it, into the
-partition's task state (committed with the partition, so a takeover resumes the count
-exactly). PROCESS reports those counts, and counts only keys written after EXAMINE passed
-the end of the open-ended last partition. EXECUTE is one job-wide step: it adds up the
-partitions, counts incomplete multipart uploads and their parts, and stores the usage with
-its before/after/delta.
+partition's task state, committed with the partition and the progress (so a takeover
+resumes the count exactly). PROCESS then counts only keys written after EXAMINE passed the
+end of the open-ended last partition (a job paced by ``objectsPerSecond`` counts in PROCESS
+instead, see ``JobHandler.plans_while_examining``). EXECUTE is one job-wide step: it adds
+up the partitions, counts incomplete multipart uploads and their parts, and stores the
+usage with its before/after/delta.
 """
 
 from __future__ import annotations

@@ -77,6 +77,13 @@ def meta_to_params(meta: ObjectMeta | None) -> dict[str, Any]:
     return p
 
 
+def _version_query(version_id: str | None, **params: str) -> dict[str, str]:
+    """The query string parameters of a request on one version (the current one: None)."""
+    if version_id is not None:
+        params["versionId"] = version_id
+    return params
+
+
 class _S3Stream(ObjectStream):
     def __init__(self, resp: aiohttp.ClientResponse, info: ObjectInfo, context: str) -> None:
         self.info = info
@@ -152,7 +159,7 @@ class S3ObjectOps:
     async def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo:
         ctx = f"head {bucket}/{key}"
         http = await self._http()
-        query = {"versionId": version_id} if version_id is not None else None
+        query = _version_query(version_id)
         try:
             if self.capabilities.tags:
                 r, tags = await asyncio.gather(
@@ -171,9 +178,7 @@ class S3ObjectOps:
     async def _get_tags(
         http: S3Http, bucket: str, key: str, version_id: str | None, ctx: str
     ) -> dict[str, str]:
-        query = {"tagging": ""}
-        if version_id is not None:
-            query["versionId"] = version_id
+        query = _version_query(version_id, tagging="")
         r = await http.request("GET", bucket, key, query=query, context=ctx)
         return parse_tags(r.body)
 
@@ -186,7 +191,7 @@ class S3ObjectOps:
         byte_range: tuple[int, int] | None = None,
     ) -> ObjectStream:
         ctx = f"get {bucket}/{key}"
-        query = {"versionId": version_id} if version_id is not None else None
+        query = _version_query(version_id)
         headers = {}
         if byte_range is not None:
             headers["range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
@@ -217,9 +222,7 @@ class S3ObjectOps:
     ) -> None:
         if not self.capabilities.tags:
             raise NotSupported("tags not in this endpoint's capabilities")
-        query = {"tagging": ""}
-        if version_id is not None:
-            query["versionId"] = version_id
+        query = _version_query(version_id, tagging="")
         body = tagging_xml(tags)
         http = await self._http()
         await http.request(
@@ -444,7 +447,7 @@ class S3ObjectOps:
     # --- delete ---------------------------------------------------------------------------
 
     async def delete(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult:
-        query = {"versionId": version_id} if version_id is not None else None
+        query = _version_query(version_id)
         http = await self._http()
         r = await http.request("DELETE", bucket, key, query=query, context=f"delete {bucket}/{key}")
         marker = r.headers.get("x-amz-delete-marker") == "true"
