@@ -75,13 +75,23 @@ def run_serve(
         )
 
 
-def start_serve(workdir: Path, *extra: str, scheme: str = "http") -> ServeProcess:
+def start_serve(
+    workdir: Path, *extra: str, scheme: str = "http", env: dict[str, str] | None = None
+) -> ServeProcess:
     """Start ``objectjobs serve --data-dir <workdir>/data --port <free>`` and wait until it
-    answers /healthz and has printed its banner."""
+    answers /healthz and has printed its banner. ``env`` adds to the clean environment."""
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
     port = free_port()
-    proc = run_serve(workdir, "--data-dir", str(data_dir), "--port", str(port), *extra)
+    proc = run_serve(
+        workdir,
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        *extra,
+        env=clean_env(**(env or {})),
+    )
     server = ServeProcess(proc, data_dir, port, workdir / "serve.stdout", workdir / "serve.stderr")
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT

@@ -1,31 +1,23 @@
 """The console's fixtures: a real objectjobs server (API, console, worker) on loopback, and a
 real headless Chromium driven by Playwright.
 
-The server runs in a thread with its own event loop: the app from ``create_app(settings)``
-(whose lifespan opens the store and storage and runs the embedded worker, as ``objectjobs
-serve`` does), with the console mounted here when the app does not mount it itself yet.
+The server is the real ``objectjobs serve`` process, configured through ``OBJECTJOBS_*``
+environment variables as an operator would. (It once ran in a thread of the test process; two
+threads importing through pytest's assertion rewriter at once tripped a CPython 3.11 AST bug.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
-from pydantic import SecretStr
 
-from objectjobs.api.app import create_app
-from objectjobs.console import mount_console
-from objectjobs.settings import AuthSettings, Settings, WorkerSettings
-from tests.servers import free_port
+from tests.cli.serving import start_serve
 
 ADMIN = "admin"
 PASSWORD = "console-test-Pa55word"
@@ -53,54 +45,6 @@ def _fill_bucket(root: Path, name: str, count: int) -> None:
         path = bucket / f"dir{i % 10:02d}" / f"obj-{i:05d}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * (i % 97 + 1))
-
-
-class ThreadServer:
-    """uvicorn serving the app (API, console, the app's embedded worker) in a background
-    thread; stop() shuts it down cleanly."""
-
-    def __init__(self, settings: Settings, port: int) -> None:
-        self.settings = settings
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.server: uvicorn.Server | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="console-server", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported by start()/stop(), not swallowed
-            self.error = exc
-
-    async def _main(self) -> None:
-        # the app's own lifespan opens the store and storage and runs the worker, as serve does
-        app = create_app(self.settings)
-        if not any(getattr(r, "path", None) == "/console" for r in app.routes):
-            mount_console(app)
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        await self.server.serve()
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.error is not None or not self.thread.is_alive():
-                raise RuntimeError(f"console test server died: {self.error!r}")
-            if self.server is not None and self.server.started:
-                return
-            time.sleep(0.05)
-        raise RuntimeError("console test server did not start within 60 s")
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-        self.thread.join(30)
-        if self.thread.is_alive():
-            raise RuntimeError("console test server did not stop within 30 s")
 
 
 @dataclass
@@ -134,18 +78,23 @@ class Console:
 
 @pytest.fixture(scope="module")
 def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    data_dir = tmp_path_factory.mktemp("console-data")
+    workdir = tmp_path_factory.mktemp("console")
+    data_dir = workdir / "data"
     _fill_bucket(data_dir / "buckets", "slow", SLOW_BUCKET_OBJECTS)
     _fill_bucket(data_dir / "buckets", "small", SMALL_BUCKET_OBJECTS)
     _fill_bucket(data_dir / "buckets", "tally", TALLY_BUCKET_OBJECTS)
-    settings = Settings(
-        data_dir=data_dir,
-        # the shortest token lifetime allowed: every test also exercises the refresh
-        auth=AuthSettings(admin_password=SecretStr(PASSWORD), token_lifetime_s=10),
-        worker=WorkerSettings(enabled=True, lease_s=5, heartbeat_s=1, poll_s=0.2),
+    server = start_serve(
+        workdir,
+        env={
+            "OBJECTJOBS_AUTH__ADMIN_PASSWORD": PASSWORD,
+            # the shortest token lifetime allowed: every test also exercises the refresh
+            "OBJECTJOBS_AUTH__TOKEN_LIFETIME_S": "10",
+            "OBJECTJOBS_WORKER__LEASE_S": "5",
+            "OBJECTJOBS_WORKER__HEARTBEAT_S": "1",
+            "OBJECTJOBS_WORKER__POLL_S": "0.2",
+        },
     )
-    server = ThreadServer(settings, free_port())
-    server.start()
+    assert server.data_dir == data_dir
     try:
         yield Console(server.url, data_dir)
     finally:
