@@ -114,7 +114,24 @@ class Database:
         return self.engine.dialect.name
 
     async def run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool) -> T:
-        """Run ``work`` in one transaction (retried on deadlock), translating errors."""
+        """Run ``work`` in one transaction (retried on deadlock), translating errors.
+
+        A cancelled caller does not abandon the transaction half-way: it ends (committed or
+        rolled back) before the cancellation goes on. Cancelled mid-statement, SQLAlchemy's
+        async connection could be left checked out with its transaction open, and on
+        SQLite that kept the database's write lock: every later write failed with
+        "database is locked" (a worker cancelled mid-checkpoint did it).
+        """
+        transaction = asyncio.ensure_future(self._run(work, write))
+        try:
+            return await asyncio.shield(transaction)
+        except asyncio.CancelledError:
+            await asyncio.wait([transaction])
+            if not transaction.cancelled():
+                transaction.exception()  # the caller is gone: its outcome is nobody's news
+            raise
+
+    async def _run(self, work: Callable[[AsyncConnection], Awaitable[T]], write: bool) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 if write and self.sqlite:
