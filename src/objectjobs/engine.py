@@ -31,7 +31,7 @@ from objectjobs.readahead import read_ahead
 from objectjobs.retry import backoff_delay, retrying
 from objectjobs.settings import Settings
 from objectjobs.storage.interface import ObjectVersion, Storage
-from objectjobs.store.interface import JobStore, NewTask
+from objectjobs.store.interface import JobCounters, JobStore, NewTask
 
 log = logging.getLogger("objectjobs.engine")
 
@@ -238,14 +238,14 @@ class TaskRunner:
             start = task.checkpoint if task.checkpoint is not None else task.start_key
             async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
                 done = await handler.execute(ctx, batch)
-                await self._checkpoint(
+                counters = await self._checkpoint(
                     ctx,
                     key=batch[-1][0].key,
                     progress=done.progress,
                     state_data=ctx.state,
                     results=done.results,
                 )
-                if await self._over_failure_threshold(job.id):
+                if await self._judge_failures(job, counters):
                     return
         if await self._over_failure_threshold(job.id):
             return
@@ -262,8 +262,8 @@ class TaskRunner:
         state_data: dict[str, Any] | None = None,
         results: Sequence[ResultRecord] = (),
         partitions: Sequence[NewTask] = (),
-    ) -> None:
-        await self.store.checkpoint(
+    ) -> JobCounters:
+        counters = await self.store.checkpoint(
             ctx.task.id,
             self.worker_id,
             key=key,
@@ -275,19 +275,17 @@ class TaskRunner:
         if self.metrics is not None:
             self.metrics.count_progress(ctx.job.job_type, progress)
         if not progress.empty:
-            await self._measure_rate(ctx.job.id)
+            await self._measure_rate(ctx.job.id, counters)
+        return counters
 
-    async def _measure_rate(self, job_id: int) -> None:
+    async def _measure_rate(self, job_id: int, counters: JobCounters) -> None:
         """Every RATE_WINDOW_S, the job's objects/s over the window (job-wide counters, so
         every worker's share is in it) for describe's rate and ETA."""
         now = time.monotonic()
         mark = self._rate_marks.get(job_id)
         if mark is not None and now - mark[0] < RATE_WINDOW_S:
             return
-        job = await self.store.get_job(job_id)
-        if job is None:
-            return
-        count = job.processed + job.failed
+        count = counters.processed + counters.failed
         if len(self._rate_marks) > 10_000:  # marks of long-finished jobs: start afresh
             self._rate_marks.clear()
         self._rate_marks[job_id] = (now, count)
@@ -295,24 +293,36 @@ class TaskRunner:
             await self.store.update_job(job_id, rate=(count - mark[1]) / (now - mark[0]))
 
     async def _over_failure_threshold(self, job_id: int) -> bool:
-        """End the job FAILED when failures exceed maxFailurePercent, judged once 1000
-        objects (or, in a smaller job, all of them) were attempted."""
+        """``_judge_failures`` on the job as it is now (read from the store)."""
         job = await self.store.get_job(job_id)
-        if job is None or not job.state.active:
+        if job is None:
             return True
-        attempted = job.processed + job.failed
-        scope = (job.totals or {}).get("objects", 0)
-        if job.failed == 0 or attempted < min(FAILURE_JUDGEMENT_MIN, max(scope, 1)):
+        return await self._judge_failures(
+            job, JobCounters(job.state, job.processed, job.failed, job.totals)
+        )
+
+    async def _judge_failures(self, job: JobRecord, counters: JobCounters) -> bool:
+        """End the job FAILED when failures exceed maxFailurePercent, judged once 1000
+        objects (or, in a smaller job, all of them) were attempted; True when the job is
+        no longer active (so ended here, or by someone else) and the task must stop.
+        ``counters``: the job's as of the last checkpoint (it reads them in its own
+        transaction, so judging after every batch costs no extra read)."""
+        if not counters.state.active:
+            return True
+        failed = counters.failed
+        attempted = counters.processed + failed
+        scope = (counters.totals or {}).get("objects", 0)
+        if failed == 0 or attempted < min(FAILURE_JUDGEMENT_MIN, max(scope, 1)):
             return False
         limit = float(job.params.get("maxFailurePercent", "50"))
-        percent = 100.0 * job.failed / attempted
+        percent = 100.0 * failed / attempted
         if percent <= limit:
             return False
         reason = (
-            f"{job.failed} of {attempted} objects failed ({percent:.1f}%), "
+            f"{failed} of {attempted} objects failed ({percent:.1f}%), "
             f"above maxFailurePercent={limit:g}"
         )
-        await self.store.finish_job(job_id, JobState.FAILED, reason=reason)
+        await self.store.finish_job(job.id, JobState.FAILED, reason=reason)
         return True
 
     async def _limiter(self, job: JobRecord) -> TokenBucket | None:

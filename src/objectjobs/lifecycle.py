@@ -114,10 +114,30 @@ class Policy:
     def has_uploads_rule(self) -> bool:
         return any(r.abort_days is not None for r in self.active)
 
+    @functools.cached_property
+    def has_transitions(self) -> bool:
+        return any(r.transitions or r.noncurrent_transitions for r in self.active)
 
-@dataclass(frozen=True, slots=True)
+    @functools.cached_property
+    def _screens(self) -> dict[datetime, _CurrentScreen | None]:
+        return {}
+
+    def screen(self, as_of: datetime) -> _CurrentScreen | None:
+        """The current-version screen of this policy at ``as_of`` (None: not available,
+        evaluate in full); made once per moment, as every batch of a job asks for it."""
+        screens = self._screens
+        if as_of not in screens:
+            if len(screens) > 16:  # a long-lived policy asked about many moments
+                screens.clear()
+            screens[as_of] = _CurrentScreen.make(self, as_of)
+        return screens[as_of]
+
+
+@dataclass(slots=True)
 class Decision:
-    """What to do with one version (or upload): ``action`` and why (rule id or reason)."""
+    """What to do with one version (or upload): ``action`` and why (rule id or reason).
+    Treat it as immutable (``dataclasses.replace`` for a changed copy); not frozen because
+    every listed version gets one, twice per job, and a frozen one costs twice as much."""
 
     key: str
     version_id: str | None
@@ -422,6 +442,80 @@ def _pick_expiry(candidates: list[tuple[datetime, str]], as_of: datetime) -> str
     return min(due)[1] if due else None
 
 
+class _CurrentScreen:
+    """``_current`` for the common case, without computing a due time per version.
+
+    ``due_after_days(t, days) <= as_of`` holds exactly when ``t`` is before one moment per
+    (days, as_of): the midnight after ``as_of - (days + 1)`` days, floored to UTC midnight.
+    So each rule's Days-based actions become a threshold computed once, and a Date-based
+    one a constant. A version with exactly one due expiration, or none and no due
+    transition, is decided here; anything else (two due expirations to rank, a due
+    transition, a naive timestamp) goes to ``_current``, which decides every case.
+    """
+
+    __slots__ = ("as_of", "policy", "rules")
+
+    def __init__(self, policy: Policy, as_of: datetime, rules: list[_Screened]) -> None:
+        self.policy = policy
+        self.as_of = as_of
+        self.rules = rules
+
+    @classmethod
+    def make(cls, policy: Policy, as_of: datetime) -> _CurrentScreen | None:
+        rules: list[_Screened] = []
+        try:
+            for r in policy.active:
+                f = r.filter
+                trivial = not (f.prefix or f.tags or f.size_gt is not None or f.size_lt is not None)
+                expire_before = None
+                if r.expiration_days is not None:
+                    expire_before = _due_before(as_of, r.expiration_days)
+                expired_by_date = r.expiration_date is not None and r.expiration_date <= as_of
+                moves: list[datetime | bool] = [
+                    (t.date <= as_of) if t.date is not None else _due_before(as_of, t.days or 0)
+                    for t in r.transitions
+                ]
+                rules.append((r.id, None if trivial else f, expire_before, expired_by_date, moves))
+        except OverflowError:  # Days beyond the calendar: the full evaluation says what then
+            return None
+        return cls(policy, as_of, rules)
+
+    def decide(self, v: ObjectVersion, tags: Mapping[str, str] | None) -> Decision:
+        modified = v.last_modified
+        if modified.tzinfo is None:
+            return _current(self.policy, v, tags, self.as_of)
+        expired_by = None
+        for rule_id, flt, expire_before, expired_by_date, moves in self.rules:
+            if flt is not None and not flt.matches(v.key, v.size, tags):
+                continue
+            if (expire_before is not None and modified < expire_before) or expired_by_date:
+                if expired_by is not None:  # two rules due: _current ranks them
+                    return _current(self.policy, v, tags, self.as_of)
+                expired_by = rule_id
+            # a due transition, unless an expiration wins: _current picks which one
+            if (
+                moves
+                and expired_by is None
+                and any(m is True or (m is not False and modified < m) for m in moves)
+            ):
+                return _current(self.policy, v, tags, self.as_of)
+        if expired_by is not None:
+            return Decision(v.key, v.version_id, EXPIRE, v.size, expired_by)
+        return Decision(v.key, v.version_id, KEEP, v.size)
+
+
+#: a screened rule: id, filter (None when it matches everything), the moment a version
+#: must be modified before for its Days expiration to be due, whether its Date expiration
+#: is due, and per transition: due (a Date's) or the same kind of moment (a Days one)
+_Screened = tuple[str, Filter | None, datetime | None, bool, list[datetime | bool]]
+
+
+def _due_before(as_of: datetime, days: int) -> datetime:
+    """The moment ``t`` must precede for ``due_after_days(t, days) <= as_of``."""
+    latest = (as_of - timedelta(days=days + 1)).astimezone(UTC)
+    return datetime(latest.year, latest.month, latest.day, tzinfo=UTC) + _DAY
+
+
 def _current(
     policy: Policy, v: ObjectVersion, tags: Mapping[str, str] | None, as_of: datetime
 ) -> Decision:
@@ -514,6 +608,12 @@ def evaluate_key(
 ) -> list[Decision]:
     """Decide every version of one key (``group``: newest first, as listed). ``tags`` maps
     (key, version_id) to the tags of the versions ``needs_tags`` named."""
+    if len(group) == 1:  # the common case: one current version (any unversioned bucket)
+        v = group[0]
+        if v.is_latest and not v.is_delete_marker:
+            screen = policy.screen(as_of)
+            if screen is not None:
+                return [screen.decide(v, tags.get((v.key, v.version_id)) if tags else None)]
     tags = tags or {}
     out: list[Decision] = []
     noncurrent_seen = 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from objectjobs.engine import PAGE_SIZE
 from objectjobs.models import JobState, JobType, Outcome, Phase
-from objectjobs.settings import Settings
+from objectjobs.settings import Settings, load_settings
 from objectjobs.storage.local import LocalStorage
 from objectjobs.store.interface import JobStore
 
@@ -200,3 +201,57 @@ async def test_a_task_that_keeps_failing_fails_its_job_with_the_reason(
         final = await wait_for(store, job.id)
     assert final.state is JobState.FAILED
     assert any("bug in a handler" in r and "5 times" in r for r in final.failure_reasons)
+
+
+def _one_partition(tmp_path: Path) -> Settings:
+    """One EXECUTE task whose range takes several batches (PAGE_SIZE keys each)."""
+    return load_settings(
+        data_dir=tmp_path,
+        worker={"poll_s": 0.05, "partition_objects": 100_000, "retry_base_s": 0.01},
+    )
+
+
+async def test_the_failure_threshold_stops_a_task_between_its_batches(
+    store: JobStore, local: LocalStorage, tmp_path: Path, owner: int
+) -> None:
+    fill(local.root, "b10", 2500)
+    # listing order is d0/..., d1/..., ...: the first two batches (about PAGE_SIZE keys
+    # each) are mostly failures, judged once 1000 objects were attempted
+    handler = ProbeHandler(fail={f"d{i % 7}/obj-{i:05d}" for i in range(2500) if i % 7 < 4})
+    job = await create_job(store, owner, "b10", JobType.BATCH_REPLICATE)
+    settings = _one_partition(tmp_path)
+    async with running_workers(settings, store, local, handlers={JobType.BATCH_REPLICATE: handler}):
+        final = await wait_for(store, job.id)
+    assert final.state is JobState.FAILED
+    attempted = final.processed + final.failed
+    assert any(f"of {attempted} objects failed" in r for r in final.failure_reasons)
+    # stopped after the batch that crossed the threshold, the task's last batch untried
+    assert PAGE_SIZE <= len(handler.attempts) == attempted <= 2 * PAGE_SIZE
+
+
+class _EndsTheJob(ProbeHandler):
+    """Its first EXECUTE batch ends the job, as another worker's failure threshold would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    async def execute(self, ctx, groups):  # type: ignore[no-untyped-def]
+        self.batches += 1
+        if self.batches == 1:
+            await ctx.store.finish_job(ctx.job.id, JobState.FAILED, reason="ended elsewhere")
+        return await super().execute(ctx, groups)
+
+
+async def test_a_task_stops_at_its_next_checkpoint_once_its_job_ended_elsewhere(
+    store: JobStore, local: LocalStorage, tmp_path: Path, owner: int
+) -> None:
+    fill(local.root, "b11", 2500)
+    handler = _EndsTheJob()
+    job = await create_job(store, owner, "b11", JobType.BATCH_REPLICATE)
+    settings = _one_partition(tmp_path)
+    async with running_workers(settings, store, local, handlers={JobType.BATCH_REPLICATE: handler}):
+        final = await wait_for(store, job.id)
+        await asyncio.sleep(0.3)  # a task still running would take its next batch now
+    assert final.state is JobState.FAILED and final.failure_reasons == ["ended elsewhere"]
+    assert handler.batches == 1 and len(handler.attempts) < 2500

@@ -19,7 +19,7 @@ from objectjobs.models import (
     TaskState,
     User,
 )
-from objectjobs.store.interface import NewTask
+from objectjobs.store.interface import JobCounters, NewTask
 from objectjobs.store.sql import SqlJobStore
 from tests.store.conftest import make_job
 
@@ -152,6 +152,28 @@ async def test_concurrent_claimers_never_share_a_task(store: SqlJobStore, user: 
     assert len({t.id for t in got}) == 20
     listed = await store.list_tasks(job.id, Phase.EXECUTE)
     assert {t.lease_owner for t in listed} == {t.lease_owner for t in got}
+
+
+async def test_checkpoint_returns_the_jobs_state_and_counters(
+    store: SqlJobStore, user: User
+) -> None:
+    job = await make_job(store, user)
+    await store.update_job(job.id, totals={"objects": 9, "bytes": 90})
+    await to_execute(store, job, 2)
+    mine, theirs = await claim(store, "w1"), await claim(store, "w2")
+    first = await store.checkpoint(mine.id, "w1", key="k0a", progress=Progress(3, 1, 0, 30))
+    assert first == JobCounters(JobState.EXECUTING, 3, 1, {"objects": 9, "bytes": 90})
+    # the job-wide counters: another worker's additions are in the answer
+    other = await store.checkpoint(theirs.id, "w2", key="k1a", progress=Progress(failed=2))
+    assert (other.processed, other.failed) == (3, 3)
+    # a checkpoint that adds nothing still reads them
+    same = await store.checkpoint(mine.id, "w1", key="k0b", progress=Progress())
+    assert (same.state, same.processed, same.failed) == (JobState.EXECUTING, 3, 3)
+    # a job ended meanwhile (say by its failure threshold, judged on another worker)
+    await store.finish_job(job.id, JobState.FAILED, reason="elsewhere")
+    ended = await store.checkpoint(mine.id, "w1", key="k0c", progress=Progress(processed=1))
+    assert ended.state is JobState.FAILED and not ended.state.active
+    assert ended.processed == 4
 
 
 async def test_checkpoint(store: SqlJobStore, user: User) -> None:

@@ -48,6 +48,7 @@ UPLOADS_SEQ = -1  # the job-wide PROCESS/EXECUTE task that handles multipart upl
 DATA_LOSS = (lc.EXPIRE, lc.DELETE_VERSION)
 DELETE_SPLIT = 8  # delete requests per batch of keys, at most...
 DELETE_CHUNK_MIN = 50  # ...unless they would carry fewer keys than this
+_RESOURCE = "lifecycle.env"  # (saved state, its parsed _Env) of the task run, in ctx.resources
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +91,12 @@ async def _environment(ctx: JobContext) -> _Env:
     """What every batch needs, read once per task run and kept in the checkpointed state so
     a takeover evaluates with the same policy."""
     saved: dict[str, Any] | None = ctx.state.get("lc")
+    # Parsed once per saved state, not per batch: the parsed policy also keeps what it
+    # precomputes for evaluation (``Policy.screen``). EXAMINING gives each partition a new
+    # state, which is read (and saved) afresh as before.
+    cached: tuple[dict[str, Any], _Env] | None = ctx.resources.get(_RESOURCE)
+    if saved is not None and cached is not None and cached[0] is saved:
+        return cached[1]
     if saved is None:
         storage, bucket = ctx.storage, ctx.job.bucket
         caps = storage.capabilities
@@ -109,7 +116,7 @@ async def _environment(ctx: JobContext) -> _Env:
         }
         ctx.state["lc"] = saved
     created = ctx.job.create_time
-    return _Env(
+    env = _Env(
         policy=lc.validate_policy_json(saved["policy"]),
         as_of=lc.parse_as_of(ctx.params.get("asOf"), created),
         stable_before=created,
@@ -117,6 +124,8 @@ async def _environment(ctx: JobContext) -> _Env:
         lock_possible=saved["lock"],
         replication=saved["replication"],
     )
+    ctx.resources[_RESOURCE] = (saved, env)
+    return env
 
 
 def _skip(d: lc.Decision, reason: str) -> lc.Decision:
@@ -165,12 +174,18 @@ class LifecycleUpdate(JobHandler):
                 else:
                     tags[(v.key, v.version_id)] = got
         decisions: list[lc.Decision] = []
+        policy, as_of, stable_before = env.policy, env.as_of, env.stable_before
         for group in groups:
-            for d in lc.evaluate_key(
-                env.policy, group, as_of=env.as_of, stable_before=env.stable_before, tags=tags
-            ):
+            decisions.extend(
+                lc.evaluate_key(policy, group, as_of=as_of, stable_before=stable_before, tags=tags)
+            )
+        if unreadable:
+            for i, d in enumerate(decisions):
                 why = unreadable.get((d.key, d.version_id))
-                decisions.append(_skip(d, why) if why and d.action != lc.KEEP else d)
+                if why and d.action != lc.KEEP:
+                    decisions[i] = _skip(d, why)
+        if not (env.policy.has_transitions or env.lock_possible or env.replication):
+            return decisions  # nothing _guard could turn into a skip
         return await self._guard(ctx, env, decisions)
 
     async def _guard(

@@ -54,6 +54,18 @@ class NewTask:
     checkpoint: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class JobCounters:
+    """A job's state and counters as read in the transaction of a checkpoint (every
+    worker's additions committed so far included): what the engine judges the failure
+    threshold and measures the rate on, without reading the job again."""
+
+    state: JobState
+    processed: int
+    failed: int
+    totals: dict[str, int] | None
+
+
 class JobStore(abc.ABC):
     """Persistent state shared by every API and worker node."""
 
@@ -180,12 +192,12 @@ class JobStore(abc.ABC):
         state_data: dict[str, Any] | None = None,
         results: Sequence[ResultRecord] = (),
         partitions: Sequence[NewTask] = (),
-    ) -> None:
+    ) -> JobCounters:
         """In one transaction: record that the task is done up to ``key``, add ``progress``
         to the job's counters, store ``state_data``, append ``results`` and create
         ``partitions`` as PROCESS tasks of the job (EXAMINING's cuts; idempotent per seq as
-        in ``add_tasks``). LeaseLost if the worker no longer holds the lease (nothing is
-        written then)."""
+        in ``add_tasks``); the job's state and counters after it. LeaseLost if the worker
+        no longer holds the lease (nothing is written then)."""
 
     @abc.abstractmethod
     async def release_task(self, task_id: int, worker_id: str, *, retry_in_s: float) -> None:

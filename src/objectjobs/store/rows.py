@@ -118,18 +118,6 @@ def to_result(row: RowMapping) -> ResultRecord:
     )
 
 
-def result_row(job_id: int, r: ResultRecord) -> dict[str, Any]:
-    return {
-        "job_id": job_id,
-        "key": r.key,
-        "version_id": r.version_id,
-        "action": r.action,
-        "outcome": Outcome(r.outcome).value,
-        "error_code": r.error_code,
-        "message": r.message,
-    }
-
-
 def to_usage(row: RowMapping) -> UsageRecord:
     return UsageRecord(
         bucket=row["bucket"],

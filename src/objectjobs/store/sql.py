@@ -37,7 +37,7 @@ from objectjobs.models import (
 )
 from objectjobs.store import tasks as task_ops
 from objectjobs.store.db import Database, conflict_insert
-from objectjobs.store.interface import JobCursor, JobStore, NewTask
+from objectjobs.store.interface import JobCounters, JobCursor, JobStore, NewTask
 from objectjobs.store.records import ResultsAndLedgers
 from objectjobs.store.rows import job_select, jobs_page, to_job, to_user
 from objectjobs.store.schema import jobs, settings, tasks, users
@@ -415,9 +415,9 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         state_data: dict[str, Any] | None = None,
         results: Sequence[ResultRecord] = (),
         partitions: Sequence[NewTask] = (),
-    ) -> None:
-        async def work(conn: AsyncConnection) -> None:
-            job_id = await task_ops.checkpoint(
+    ) -> JobCounters:
+        async def work(conn: AsyncConnection) -> JobCounters:
+            job_id, counters = await task_ops.checkpoint(
                 conn,
                 task_id,
                 worker_id,
@@ -429,8 +429,9 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
             await task_ops.add_tasks(
                 conn, job_id, Phase.PROCESS, partitions, dialect=self._db.dialect
             )
+            return counters
 
-        await self._db.run(work, write=True)
+        return await self._db.run(work, write=True)
 
     async def add_tasks(self, job_id: int, phase: Phase, tasks: Sequence[NewTask]) -> None:
         async def work(conn: AsyncConnection) -> None:

@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from objectjobs.errors import JobNotFound, LeaseLost
 from objectjobs.models import (
     ACTIVE_STATES,
     JobState,
+    Outcome,
     Phase,
     Progress,
     ResultRecord,
@@ -26,8 +28,8 @@ from objectjobs.models import (
     TaskState,
 )
 from objectjobs.store.db import conflict_insert
-from objectjobs.store.interface import NewTask
-from objectjobs.store.rows import PHASE_JOB_STATE, PHASE_ORDER, result_row, to_task
+from objectjobs.store.interface import JobCounters, NewTask
+from objectjobs.store.rows import PHASE_JOB_STATE, PHASE_ORDER, to_task
 from objectjobs.store.schema import jobs, results, tasks
 
 _ACTIVE = [s.value for s in ACTIVE_STATES]
@@ -163,12 +165,12 @@ async def checkpoint(
     progress: Progress,
     state_data: dict[str, Any] | None,
     results_: Sequence[ResultRecord],
-) -> int:
-    """Checkpoint the task (see JobStore.checkpoint); its job's id."""
+) -> tuple[int, JobCounters]:
+    """Checkpoint the task (see JobStore.checkpoint); its job's id and counters."""
     job_id = await _job_of(conn, task_id)
     if not progress.empty:
         # job row first (lock order); additions in SQL, so concurrent workers never lose one
-        await conn.execute(
+        counted = (
             update(jobs)
             .where(jobs.c.id == job_id)
             .values(
@@ -177,7 +179,11 @@ async def checkpoint(
                 skipped=jobs.c.skipped + progress.skipped,
                 bytes_done=jobs.c.bytes_done + progress.bytes,
             )
+            .returning(*_COUNTERS)
         )
+        row = (await conn.execute(counted)).one()
+    else:
+        row = (await conn.execute(select(*_COUNTERS).where(jobs.c.id == job_id))).one()
     values: dict[str, Any] = {}
     if key is not None:
         values["checkpoint"] = key
@@ -192,8 +198,35 @@ async def checkpoint(
         # raising rolls the whole transaction back: the counters above are not kept
         raise LeaseLost(f"task {task_id} is no longer leased to {worker_id}")
     if results_:
-        await conn.execute(insert(results), [result_row(job_id, r) for r in results_])
-    return job_id
+        await _insert_results(conn, job_id, results_)
+    return job_id, JobCounters(JobState(row[0]), row[1], row[2], row[3])
+
+
+_COUNTERS = (jobs.c.state, jobs.c.processed, jobs.c.failed, jobs.c.totals)
+_RESULT_COLUMNS = ("job_id", "key", "version_id", "action", "outcome", "error_code", "message")
+
+
+def _insert_results_sql(dialect: Dialect) -> str:
+    quote = dialect.identifier_preparer.quote
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO {quote(results.name)} ({', '.join(map(quote, _RESULT_COLUMNS))}) "
+        f"VALUES ({', '.join([mark] * len(_RESULT_COLUMNS))})"
+    )
+
+
+async def _insert_results(
+    conn: AsyncConnection, job_id: int, records: Sequence[ResultRecord]
+) -> None:
+    """Append result rows by a driver-level executemany of tuples: a checkpoint carries up
+    to a thousand rows, and a Core insert of dicts spent 5-8 us more per row building
+    and processing parameters that need no processing (no column here has a bind
+    processor on either database)."""
+    rows = [
+        (job_id, r.key, r.version_id, r.action, Outcome(r.outcome).value, r.error_code, r.message)
+        for r in records
+    ]
+    await conn.exec_driver_sql(_insert_results_sql(conn.dialect), rows)
 
 
 async def add_tasks(
