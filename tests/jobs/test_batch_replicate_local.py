@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from objectjobs.errors import InvalidRequest
+from objectjobs.errors import InvalidRequest, StorageError, TransientStorageError
 from objectjobs.jobs.batch_replicate import BatchReplicate
 from objectjobs.models import JobState, JobType, NewJob, Outcome
 from objectjobs.settings import Settings
-from objectjobs.storage.interface import ObjectMeta
+from objectjobs.storage.interface import CopyRequest, ObjectMeta, WriteResult
 from objectjobs.storage.local import LocalStorage
 from objectjobs.store.interface import JobStore
 
@@ -230,3 +233,48 @@ async def test_target_vanishing_at_run_time_fails_the_job(
     final = await run_job(store, owner, settings, local, "src", targetBucket="gone")
     assert final.state is JobState.FAILED
     assert any("gone" in r for r in final.failure_reasons)
+
+
+class _FlakyBatches(LocalStorage):
+    """Copies only in batches; "k/0013" fails once, transiently, "k/0042" for good."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.batches: list[int] = []
+        self.flaked = False
+
+    async def copy(self, *args: Any, **kwargs: Any) -> WriteResult:
+        raise AssertionError("a batched copy was made one by one")
+
+    async def copy_many(
+        self, src_bucket: str, dst_bucket: str, items: Sequence[CopyRequest]
+    ) -> list[WriteResult | StorageError]:
+        self.batches.append(len(items))
+        failing: dict[str, StorageError] = {"k/0042": StorageError("refused")}
+        if not self.flaked:
+            failing["k/0013"] = TransientStorageError("slow down")
+        keep = [r for r in items if r.src_key not in failing]
+        done = iter(await super().copy_many(src_bucket, dst_bucket, keep))
+        out = [failing.get(r.src_key) or next(done) for r in items]
+        self.flaked = self.flaked or any(r.src_key == "k/0013" for r in items)
+        return out
+
+
+async def test_batched_copies_retry_transient_failures_and_record_lasting_ones(
+    store: JobStore, settings: Settings, owner: int, tmp_path: Path
+) -> None:
+    flaky = _FlakyBatches(tmp_path / "flaky")
+    await flaky.create_bucket("src")
+    await flaky.create_bucket("dst")
+    data = await fill(flaky, "src", 300)
+    final = await run_job(store, owner, settings, flaky, "src", targetBucket="dst")
+    await flaky.close()
+    assert final.state is JobState.COMPLETE, final.failure_reasons
+    assert (final.processed, final.failed, final.skipped) == (299, 1, 0)
+    assert max(flaky.batches) > 1 and flaky.flaked
+    by_key = {r.key: r for r in await report(store, final.id)}
+    assert len(by_key) == 300
+    assert (by_key["k/0042"].outcome, by_key["k/0042"].message) == (Outcome.FAILED, "refused")
+    assert by_key["k/0013"].outcome is Outcome.SUCCEEDED
+    del data["k/0042"]
+    assert await bodies(flaky, "dst") == data

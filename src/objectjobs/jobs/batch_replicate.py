@@ -5,6 +5,8 @@ over exactly the batch's key range, ``(ctx.batch_after, last key]``, so deciding
 needs a per-object HEAD on the target, and EXECUTE re-decides from what is there now
 (a resumed or repeated job copies only what is still missing). Each key's versions are
 copied oldest first by one coroutine; keys run in parallel through ``ctx.run_each``.
+Where the driver copies in batches (local→local), keys with one object to copy go to it
+in chunks, a chunk being one item of ``ctx.run_each``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from objectjobs.copying import (
     ByteBudget,
     CopyOptions,
     Endpoint,
+    batches_copies,
     copy_version,
+    copy_versions,
     same_endpoint,
     source_version_id,
 )
@@ -48,6 +52,10 @@ from objectjobs.storage.interface import ObjectVersion, Storage
 MiB = 1024 * 1024
 JOB_TYPE = "BATCH_REPLICATE"
 _RESOURCE = "batch_replicate.setup"  # the task run's resolved setup, in ctx.resources
+# a chunk of batched copies: enough to spread a thread hop's cost, few enough bytes that
+# a chunk of large objects does not hold up the batch
+_CHUNK_KEYS = 32
+_CHUNK_BYTES = 16 * MiB
 
 
 async def resolve_routes(
@@ -101,6 +109,21 @@ class _KeyWork:
     decisions: list[Decision]
     done: int = 0
     results: list[tuple[ResultRecord, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Chunk:
+    """Keys with one object each to copy, copied in one driver call (``copy_versions``)."""
+
+    route: Route
+    keys: list[_KeyWork]
+
+
+def _failed(d: Decision, error: StorageError) -> ResultRecord:
+    v = d.version
+    return ResultRecord(
+        v.key, v.version_id, "copy", Outcome.FAILED, error_code=error.code, message=error.message
+    )
 
 
 class BatchReplicate(JobHandler):
@@ -303,40 +326,80 @@ class BatchReplicate(JobHandler):
             assert route is not None
             work.append(_KeyWork(route, reported))
 
-        async def run(item: _KeyWork) -> None:
-            await self._copy_key(ctx, setup, item)
+        items = self._items(ctx, setup, work)
 
-        outcomes = await ctx.run_each(run, work)
-        for item, outcome in zip(work, outcomes, strict=True):
-            for result, size in item.results:
-                out.record(result, size)
+        async def run(item: _KeyWork | _Chunk) -> None:
+            if isinstance(item, _Chunk):
+                await self._copy_chunk(ctx, setup, item)
+            else:
+                await self._copy_key(ctx, setup, item)
+
+        outcomes = await ctx.run_each(run, items)
+        errors: dict[int, StorageError] = {}  # id(_KeyWork) -> what ended its item
+        for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, StorageError):
                     raise outcome
-                for d in item.decisions[item.done :]:
-                    out.record(
-                        ResultRecord(
-                            d.version.key,
-                            d.version.version_id,
-                            "copy",
-                            Outcome.FAILED,
-                            error_code=outcome.code,
-                            message=outcome.message,
-                        )
-                    )
+                for w in item.keys if isinstance(item, _Chunk) else (item,):
+                    errors[id(w)] = outcome
+        # recorded in key order, however the keys were grouped into items
+        for w in work:
+            for result, size in w.results:
+                out.record(result, size)
+            error = errors.get(id(w))
+            if error is not None:
+                for d in w.decisions[w.done :]:
+                    out.record(_failed(d, error))
         return out
 
-    async def _copy_key(self, ctx: JobContext, setup: _Setup, item: _KeyWork) -> None:
-        """Copy one key's versions oldest first, resuming after the last one done when
-        run_each retries after a transient error."""
-        route = item.route
+    def _items(
+        self, ctx: JobContext, setup: _Setup, work: list[_KeyWork]
+    ) -> list[_KeyWork | _Chunk]:
+        """run_each's items: keys with one object to copy where the driver batches copies
+        go in chunks (of up to _CHUNK_KEYS, fewer when that leaves run_each's slots idle);
+        every other key is an item of its own."""
+        items: list[_KeyWork | _Chunk] = []
+        batched: dict[Route, list[_KeyWork]] = {}
+        batching: dict[Route, bool] = {}
+        for w in work:
+            d = w.decisions[0]
+            if len(w.decisions) == 1 and d.action == "copy" and not d.version.is_delete_marker:
+                route = w.route
+                if route not in batching:
+                    batching[route] = batches_copies(*self._endpoints(ctx, setup, route))
+                if batching[route]:
+                    batched.setdefault(route, []).append(w)
+                    continue
+            items.append(w)
+        slots = max(1, ctx.settings.worker.concurrency)
+        for route, keys in batched.items():
+            most = max(1, min(_CHUNK_KEYS, len(keys) // slots))
+            chunk: list[_KeyWork] = []
+            size = 0
+            for w in keys:
+                chunk.append(w)
+                size += w.decisions[0].size
+                if len(chunk) >= most or size >= _CHUNK_BYTES:
+                    items.append(_Chunk(route, chunk))
+                    chunk, size = [], 0
+            if chunk:
+                items.append(_Chunk(route, chunk))
+        return items
+
+    def _endpoints(
+        self, ctx: JobContext, setup: _Setup, route: Route
+    ) -> tuple[Endpoint, Endpoint, CopyOptions]:
         dst_storage = setup.targets[route.target]
-        src = Endpoint(ctx.storage, ctx.job.bucket)
-        dst = Endpoint(dst_storage, route.bucket)
         opts = CopyOptions(
             part_size=setup.part_size[route.target],
             keep_lock=setup.keep_lock[route.bucket] and same_endpoint(ctx.storage, dst_storage),
         )
+        return Endpoint(ctx.storage, ctx.job.bucket), Endpoint(dst_storage, route.bucket), opts
+
+    async def _copy_key(self, ctx: JobContext, setup: _Setup, item: _KeyWork) -> None:
+        """Copy one key's versions oldest first, resuming after the last one done when
+        run_each retries after a transient error."""
+        src, dst, opts = self._endpoints(ctx, setup, item.route)
         while item.done < len(item.decisions):
             d = item.decisions[item.done]
             v = d.version
@@ -353,3 +416,40 @@ class BatchReplicate(JobHandler):
                     )
             item.results.append((result, size))
             item.done += 1
+
+    async def _copy_chunk(self, ctx: JobContext, setup: _Setup, chunk: _Chunk) -> None:
+        """Copy a chunk's keys in one driver call. A key whose copy failed for good is
+        recorded failed, as _copy_key's failure would be; a transient failure is raised
+        once the others are recorded, so run_each's retry copies only what is left."""
+        src, dst, _ = self._endpoints(ctx, setup, chunk.route)
+        todo = [w for w in chunk.keys if w.done == 0]
+        got = await copy_versions(src, [w.decisions[0].version for w in todo], dst)
+        transient: StorageError | None = None
+        for w, outcome in zip(todo, got, strict=True):
+            d = w.decisions[0]
+            v = d.version
+            if isinstance(outcome, int):
+                w.results.append(
+                    (ResultRecord(v.key, v.version_id, "copy", Outcome.SUCCEEDED), outcome)
+                )
+            elif isinstance(outcome, ObjectNotFound):
+                w.results.append(
+                    (
+                        ResultRecord(
+                            v.key,
+                            v.version_id,
+                            "copy",
+                            Outcome.SKIPPED,
+                            message="deleted at source",
+                        ),
+                        0,
+                    )
+                )
+            elif outcome.retryable:
+                transient = transient or outcome
+                continue
+            else:
+                w.results.append((_failed(d, outcome), 0))
+            w.done = 1
+        if transient is not None:
+            raise transient
