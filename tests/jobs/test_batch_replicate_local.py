@@ -278,3 +278,42 @@ async def test_batched_copies_retry_transient_failures_and_record_lasting_ones(
     assert by_key["k/0013"].outcome is Outcome.SUCCEEDED
     del data["k/0042"]
     assert await bodies(flaky, "dst") == data
+
+
+async def test_etags_decide_where_the_source_has_them_size_and_time_elsewhere(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    await local.create_bucket("src")
+    await local.create_bucket("dst")
+    await local.put("src", "a/ours", b"AAAA")  # a sidecar: its ETag is known
+    (local.root / "src" / "b").mkdir()
+    (local.root / "src" / "b" / "theirs").write_bytes(b"CCCC")  # no ETag in listings
+    # the target: same sizes, written later, other bodies
+    await local.put("dst", "a/ours", b"BBBB")
+    await local.put("dst", "b/theirs", b"DDDD")
+    listed: list[str] = []
+    sized = local.list_versions_sized
+
+    def spy(bucket: str, **kwargs: Any) -> Any:
+        listed.append(kwargs["end_key"])
+        return sized(bucket, **kwargs)
+
+    local.list_versions_sized = spy  # type: ignore[method-assign]
+    final = await run_job(store, owner, settings, local, "src", targetBucket="dst")
+    assert final.state is JobState.COMPLETE, final.failure_reasons
+    by_key = {r.key: r for r in await report(store, final.id)}
+    # ETags differ: copied; no ETag at the source: same size, newer on the target
+    assert by_key["a/ours"].outcome is Outcome.SUCCEEDED
+    assert (by_key["b/theirs"].outcome, by_key["b/theirs"].message) == (
+        Outcome.SKIPPED,
+        "identical",
+    )
+    assert await bodies(local, "dst") == {"a/ours": b"AAAA", "b/theirs": b"DDDD"}
+    # a batch with a/ours in it had the target listed with ETags
+    assert "a/ours" not in listed
+    # without ETags at the source, sized
+    await local.delete("src", "a/ours")
+    listed.clear()
+    again = await run_job(store, owner, settings, local, "src", targetBucket="dst")
+    assert again.state is JobState.COMPLETE, again.failure_reasons
+    assert listed and set(listed) == {"b/theirs"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from objectjobs.errors import StorageError
+from objectjobs.storage import local_files as lf
 from objectjobs.storage import local_write
 from objectjobs.storage.interface import CopyRequest, WriteResult
 from objectjobs.storage.local import LocalStorage
@@ -158,3 +160,37 @@ async def test_copy_of_a_file_written_while_copied_takes_the_etag_of_the_copy(
     # against the listed etag instead of passing for content it does not have
     assert (result.etag, result.size) == (f'"{hashlib.md5(b"AFTER!").hexdigest()}"', 6)
     assert (await s.head("bk", "dst")).etag == result.etag
+
+
+async def test_copy_of_a_large_foreign_file_reads_it_in_chunks(root: Path) -> None:
+    s = LocalStorage(root)
+    await s.create_bucket("big")
+    body = os.urandom(2 * lf.CHUNK + 3)
+    (root / "big" / "theirs").write_bytes(body)
+    result = await s.copy("big", "theirs", "big", "copy")
+    assert (result.etag, result.size) == (f'"{hashlib.md5(body).hexdigest()}"', len(body))
+    assert (root / "big" / "copy").read_bytes() == body
+
+
+async def test_sized_listing_leaves_sidecars_unread(root: Path) -> None:
+    s = LocalStorage(root)
+    await s.create_bucket("sz")
+    await s.put("sz", "a/mine", b"1" * 5)
+    (root / "sz" / "a" / "theirs").write_bytes(b"22")
+    full = await collect(s.list_versions("sz"))  # type: ignore[attr-defined]
+    sized = await collect(s.list_versions_sized("sz"))  # type: ignore[attr-defined]
+    assert [o.etag is None for o in full] == [False, True]
+    assert [dataclasses.replace(o, etag=None) for o in full] == sized
+
+
+@pytest.mark.parametrize(
+    ("meta", "tags"),
+    [({}, {}), ({"content_type": "text/plain"}, {}), ({}, {"t": "ü"}), ({"metadata": {}}, {})],
+)
+@pytest.mark.parametrize("etag", ['"0123456789abcdef0123456789abcdef"', '"x\\"y-2"', None])
+def test_sidecar_bytes_are_the_json_encoders(
+    meta: dict[str, Any], tags: dict[str, str], etag: str | None
+) -> None:
+    sc = lf.Sidecar(etag, 1024, 1_700_000_000_123_456_789, meta, tags)
+    expected = {"etag": etag, "size": 1024, "mtime_ns": sc.mtime_ns, "meta": meta, "tags": tags}
+    assert sc.to_bytes() == json.dumps(expected, separators=(",", ":")).encode()

@@ -119,6 +119,36 @@ class _Chunk:
     keys: list[_KeyWork]
 
 
+@dataclass
+class _Tally:
+    """ExecBatch.record's counting, one Progress per batch instead of two per result."""
+
+    results: list[ResultRecord] = field(default_factory=list)
+    ignored: int = 0  # out of scope: counted processed and skipped, not reported
+    failed: int = 0
+    skipped: int = 0
+    bytes: int = 0
+
+    def add(self, result: ResultRecord, size: int = 0) -> None:
+        self.results.append(result)
+        if result.outcome is Outcome.FAILED:
+            self.failed += 1
+        elif result.outcome is Outcome.SKIPPED:
+            self.skipped += 1
+        else:
+            self.bytes += size
+
+    def batch(self) -> ExecBatch:
+        done = len(self.results) - self.failed + self.ignored
+        progress = Progress(
+            processed=done,
+            failed=self.failed,
+            skipped=self.skipped + self.ignored,
+            bytes=self.bytes,
+        )
+        return ExecBatch(progress=progress, results=self.results)
+
+
 def _failed(d: Decision, error: StorageError) -> ResultRecord:
     v = d.version
     return ResultRecord(
@@ -192,10 +222,13 @@ class BatchReplicate(JobHandler):
         routed = await self._route(ctx, setup, groups)
         listings: dict[tuple[str | None, str], dict[str, list[ObjectVersion]]] = {}
         last = groups[-1][0].key
+        # a target's ETag decides nothing next to a source version without one (identical()
+        # then compares size and time): without any, the target may be listed without them
+        etags = any(v.etag for g in groups for v in g)
         for used in {r for r in routed if r is not None}:
             where = (used.target, used.bucket)
             if where not in listings:
-                listings[where] = await self._target_listing(ctx, setup, used, last)
+                listings[where] = await self._target_listing(ctx, setup, used, last, etags)
         out: list[tuple[Route | None, list[Decision]]] = []
         for group, route in zip(groups, routed, strict=True):
             if route is None:
@@ -243,12 +276,13 @@ class BatchReplicate(JobHandler):
         return [pick_route(setup.routes, g[0].key, tags.get(g[0].key)) for g in groups]
 
     async def _target_listing(
-        self, ctx: JobContext, setup: _Setup, route: Route, last: str
+        self, ctx: JobContext, setup: _Setup, route: Route, last: str, etags: bool
     ) -> dict[str, list[ObjectVersion]]:
         dst = setup.targets[route.target]
+        lister = dst.list_versions if etags else dst.list_versions_sized
         by_key: dict[str, list[ObjectVersion]] = {}
         try:
-            async for page in dst.list_versions(
+            async for page in lister(
                 route.bucket, prefix=ctx.prefix, start_after=ctx.batch_after, end_key=last
             ):
                 for v in page:
@@ -310,18 +344,26 @@ class BatchReplicate(JobHandler):
 
     async def execute(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> ExecBatch:
         setup = await self._setup(ctx)
-        out = ExecBatch()
+        tally = _Tally()
         work: list[_KeyWork] = []
         for route, decisions in await self._decide(ctx, setup, groups):
-            ignored = sum(1 for d in decisions if d.action == "ignore")
-            if ignored:
-                out.progress += Progress(processed=ignored, skipped=ignored)
+            if len(decisions) == 1:  # one version: every key of an unversioned bucket
+                d = decisions[0]
+                if d.action == "copy":
+                    assert route is not None
+                    work.append(_KeyWork(route, [d]))
+                elif d.action == "skip":
+                    tally.add(_skipped(d))
+                else:
+                    tally.ignored += 1
+                continue
             reported = [d for d in decisions if d.action != "ignore"]
+            tally.ignored += len(decisions) - len(reported)
             if all(d.action == "skip" for d in reported):
                 # nothing to copy: recorded here, not as a concurrent item (a re-run of a
                 # replicated bucket is all skips)
                 for d in reported:
-                    out.record(_skipped(d), 0)
+                    tally.add(_skipped(d))
                 continue
             assert route is not None
             work.append(_KeyWork(route, reported))
@@ -345,12 +387,12 @@ class BatchReplicate(JobHandler):
         # recorded in key order, however the keys were grouped into items
         for w in work:
             for result, size in w.results:
-                out.record(result, size)
+                tally.add(result, size)
             error = errors.get(id(w))
             if error is not None:
                 for d in w.decisions[w.done :]:
-                    out.record(_failed(d, error))
-        return out
+                    tally.add(_failed(d, error))
+        return tally.batch()
 
     def _items(
         self, ctx: JobContext, setup: _Setup, work: list[_KeyWork]

@@ -264,6 +264,22 @@ class Storage(abc.ABC):
         (S3's order), in pages. A key's versions never straddle ``start_after``: listing
         resumes at the first key after it. Unversioned stores list current objects."""
 
+    def list_versions_sized(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        start_after: str = "",
+        end_key: str | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[ObjectVersion]]:
+        """``list_versions`` for a caller that compares by size and time only: a driver
+        may leave ``etag`` None where knowing it costs more than listing (the local
+        driver reads a sidecar file per object for it). By default, ``list_versions``."""
+        return self.list_versions(
+            bucket, prefix=prefix, start_after=start_after, end_key=end_key, page_size=page_size
+        )
+
     @abc.abstractmethod
     def list_uploads(
         self, bucket: str, *, prefix: str = ""

@@ -232,6 +232,7 @@ class LocalStorage(Storage):
         start_after: str = "",
         end_key: str | None = None,
         page_size: int = 1000,
+        etags: bool = True,
     ) -> AsyncIterator[list[ObjectVersion]]:
         bucket_dir = self._bucket_dir(bucket)
         walker = lf.walk_sorted(
@@ -240,6 +241,7 @@ class LocalStorage(Storage):
             prefix=prefix,
             start_after=start_after,
             end_key=end_key,
+            etags=etags,
         )
         batch = max(1, min(page_size, _WALK_BATCH))
 
@@ -269,6 +271,25 @@ class LocalStorage(Storage):
     ) -> AsyncIterator[list[ObjectVersion]]:
         return self.list_objects(
             bucket, prefix=prefix, start_after=start_after, end_key=end_key, page_size=page_size
+        )
+
+    def list_versions_sized(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        start_after: str = "",
+        end_key: str | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[ObjectVersion]]:
+        # no sidecar reads: stat only, a third of the cost of a listing with etags
+        return self.list_objects(
+            bucket,
+            prefix=prefix,
+            start_after=start_after,
+            end_key=end_key,
+            page_size=page_size,
+            etags=False,
         )
 
     async def list_uploads(

@@ -20,7 +20,6 @@ from objectjobs.storage import local_files as lf
 from objectjobs.storage.interface import CopyRequest, ObjectMeta, WriteResult
 
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-_PROBE = 4096  # a read past what the stat promised: normally only the end of the file
 _MAX_CHECKED_BUCKETS = 10_000
 
 
@@ -131,16 +130,36 @@ def write_new(
 
 
 def copy_object(
-    paths: LocalPaths, src_bucket: str, dst_bucket: str, req: CopyRequest
+    paths: LocalPaths,
+    src_bucket: str,
+    dst_bucket: str,
+    req: CopyRequest,
+    sidecar_dirs: dict[str, bool] | None = None,
 ) -> WriteResult:
     """The whole copy in one thread hop: read the source once (hashing it when its sidecar
     does not vouch for an etag), write a temp file, rename it into place. The result
-    carries the size written, so verifying the copy needs no HEAD."""
+    carries the size written, so verifying the copy needs no HEAD. ``sidecar_dirs``:
+    whether the source's sidecar directories exist, as found so far by a batch."""
     src_key = req.src_key
     check_version(req.src_version_id, src_key)
     src = paths.file(src_bucket, src_key)
-    dest = paths.file(dst_bucket, req.dst_key)  # validates before writing
-    sc = lf.read_sidecar(paths.sidecar(src_bucket, src_key))
+    if req.dst_key == src_key:
+        dest = f"{paths.bucket_dir(dst_bucket)}/{src_key}"  # the key is checked already
+    else:
+        dest = paths.file(dst_bucket, req.dst_key)  # validates before writing
+    sc_path = paths.sidecar(src_bucket, src_key)
+    sc = None
+    if sidecar_dirs is None:
+        sc = lf.read_sidecar(sc_path)
+    else:
+        # files written by other tools have no sidecar directory at all: one stat per
+        # directory of the batch instead of a failed open per file
+        d = os.path.dirname(sc_path)
+        there = sidecar_dirs.get(d)
+        if there is None:
+            there = sidecar_dirs[d] = os.path.isdir(d)
+        if there:
+            sc = lf.read_sidecar(sc_path)
     try:
         fd_in = os.open(src, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
@@ -192,29 +211,26 @@ def copy_many(
     paths: LocalPaths, src_bucket: str, dst_bucket: str, items: Sequence[CopyRequest]
 ) -> list[WriteResult | StorageError]:
     out: list[WriteResult | StorageError] = []
+    sidecar_dirs: dict[str, bool] = {}
     for req in items:
         try:
-            out.append(copy_object(paths, src_bucket, dst_bucket, req))
+            out.append(copy_object(paths, src_bucket, dst_bucket, req, sidecar_dirs))
         except StorageError as e:
             out.append(e)
     return out
 
 
 def _hash_copy(fd_in: int, fd_out: int, size: int) -> str:
-    """Copy through user space, hashing what passes; the quoted MD5 of it."""
+    """Copy the ``size`` bytes the file had when opened (less if it shrank since) through
+    user space, hashing them; the quoted MD5. Like a copy made at the stat: bytes appended
+    since are left for the next copy, and no read is spent on finding the end."""
     h = hashlib.md5(usedforsecurity=False)
-    done = 0
-    # os.read(fd, n) allocates n bytes before reading: ask for what the stat promises
-    # (+1, so a file read whole shows its end) and only then for more, in chunks
-    want = min(lf.CHUNK, size + 1)
-    while chunk := os.read(fd_in, want):
+    left = size
+    # os.read(fd, n) allocates n bytes before reading: never more than is left
+    while left > 0 and (chunk := os.read(fd_in, min(lf.CHUNK, left))):
         h.update(chunk)
         lf.write_all(fd_out, chunk)
-        done += len(chunk)
-        if done < size:
-            want = min(lf.CHUNK, size - done + 1)
-        else:  # at the end, or grown since the stat (then in chunks again)
-            want = _PROBE if done == size else lf.CHUNK
+        left -= len(chunk)
     return f'"{h.hexdigest()}"'
 
 
