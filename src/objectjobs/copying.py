@@ -160,6 +160,17 @@ async def _verify_copy(
     key: str, size: int, etag: str | None, result: WriteResult, dst: Endpoint
 ) -> int:
     """Check a server-side copy of ``size`` bytes with source ETag ``etag``; the size."""
+    if not _verified(key, size, etag, result):
+        written = result.version_id if result.version_id not in (None, "null") else None
+        stored = (await dst.storage.head(dst.bucket, key, written)).size
+        if stored != size:
+            raise StorageError(f"copy of {key} did not verify: size {stored} != {size}")
+    return size
+
+
+def _verified(key: str, size: int, etag: str | None, result: WriteResult) -> bool:
+    """Whether the copy's answer shows it good (False: the stored size must be asked);
+    StorageError when it shows it wrong."""
     if result.size is not None and result.size != size:
         raise StorageError(f"copy of {key} did not verify: size {result.size} != {size}")
     expected, got = plain_md5(etag), plain_md5(result.etag)
@@ -167,13 +178,8 @@ async def _verify_copy(
         # a single copy of a single-part object: the server hashed what it wrote
         if got != expected:
             raise StorageError(f"copy of {key} did not verify: ETag {result.etag} != {etag}")
-        return size
-    if result.size is None:
-        written = result.version_id if result.version_id not in (None, "null") else None
-        stored = (await dst.storage.head(dst.bucket, key, written)).size
-        if stored != size:
-            raise StorageError(f"copy of {key} did not verify: size {stored} != {size}")
-    return size
+        return True
+    return result.size is not None
 
 
 def batches_copies(src: Endpoint, dst: Endpoint, opts: CopyOptions) -> bool:
@@ -203,7 +209,11 @@ async def copy_versions(
             out.append(r)
             continue
         try:
-            out.append(await _verify_copy(v.key, v.size, v.etag, r, dst))
+            # checked in place, awaiting only when a HEAD is needed (not on local)
+            if _verified(v.key, v.size, v.etag, r):
+                out.append(v.size)
+            else:
+                out.append(await _verify_copy(v.key, v.size, v.etag, r, dst))
         except StorageError as e:
             out.append(e)
     return out

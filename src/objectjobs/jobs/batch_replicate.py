@@ -225,21 +225,27 @@ class BatchReplicate(JobHandler):
         # a target's ETag decides nothing next to a source version without one (identical()
         # then compares size and time): without any, the target may be listed without them
         etags = any(v.etag for g in groups for v in g)
-        for used in {r for r in routed if r is not None}:
+        # routes are setup.routes' objects: told apart by identity, not by hashing each
+        have_by_route: dict[int, dict[str, list[ObjectVersion]]] = {}
+        for used in routed:
+            if used is None or id(used) in have_by_route:
+                continue
             where = (used.target, used.bucket)
             if where not in listings:
                 listings[where] = await self._target_listing(ctx, setup, used, last, etags)
+            have_by_route[id(used)] = listings[where]
         out: list[tuple[Route | None, list[Decision]]] = []
+        mode, history = setup.mode, setup.history
         for group, route in zip(groups, routed, strict=True):
             if route is None:
                 out.append((None, [Decision(v, "ignore") for v in group]))
                 continue
-            have = listings[(route.target, route.bucket)].get(group[0].key, [])
+            have = have_by_route[id(route)].get(group[0].key, ())
             decisions = decide(
                 group,
                 have,
-                mode=setup.mode,
-                history=setup.history[route.bucket],
+                mode=mode,
+                history=history[route.bucket],
                 delete_markers=route.delete_markers,
             )
             out.append((route, decisions))
@@ -251,7 +257,10 @@ class BatchReplicate(JobHandler):
         self, ctx: JobContext, setup: _Setup, groups: Sequence[KeyGroup]
     ) -> list[Route | None]:
         """Each key's route; tag filters need the current version's tags (source GETs)."""
-        tagged = [g for g in groups if needs_tags(setup.routes, g[0].key)]
+        routes = setup.routes
+        if len(routes) == 1 and not routes[0].prefix and not routes[0].tags:
+            return [routes[0]] * len(groups)  # every key: an explicit targetBucket
+        tagged = [g for g in groups if needs_tags(routes, g[0].key)]
         tags: dict[str, dict[str, str] | None] = {}
         if tagged:
 
@@ -336,10 +345,16 @@ class BatchReplicate(JobHandler):
     async def plan(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> PlanBatch:
         setup = await self._setup(ctx)
         batch = PlanBatch()
+        counts = {"copy": [0, 0], "skip": [0, 0]}  # action -> [objects, bytes]
         for _, decisions in await self._decide(ctx, setup, groups):
             for d in decisions:
-                batch.evaluated += 1
-                batch.add("copy" if d.action == "copy" else "skip", d.size)
+                slot = counts["copy" if d.action == "copy" else "skip"]
+                slot[0] += 1
+                slot[1] += d.size
+        for action, (n, size) in counts.items():
+            if n:
+                batch.evaluated += n
+                batch.add(action, size, n)
         return batch
 
     async def execute(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> ExecBatch:
@@ -401,20 +416,21 @@ class BatchReplicate(JobHandler):
         go in chunks (of up to _CHUNK_KEYS, fewer when that leaves run_each's slots idle);
         every other key is an item of its own."""
         items: list[_KeyWork | _Chunk] = []
-        batched: dict[Route, list[_KeyWork]] = {}
-        batching: dict[Route, bool] = {}
+        # by id: routes are setup.routes' objects, and hashing one costs a tuple's hash
+        batched: dict[int, tuple[Route, list[_KeyWork]]] = {}
+        batching: dict[int, bool] = {}
         for w in work:
             d = w.decisions[0]
             if len(w.decisions) == 1 and d.action == "copy" and not d.version.is_delete_marker:
-                route = w.route
-                if route not in batching:
-                    batching[route] = batches_copies(*self._endpoints(ctx, setup, route))
-                if batching[route]:
-                    batched.setdefault(route, []).append(w)
+                rid = id(w.route)
+                if rid not in batching:
+                    batching[rid] = batches_copies(*self._endpoints(ctx, setup, w.route))
+                if batching[rid]:
+                    batched.setdefault(rid, (w.route, []))[1].append(w)
                     continue
             items.append(w)
         slots = max(1, ctx.settings.worker.concurrency)
-        for route, keys in batched.items():
+        for route, keys in batched.values():
             most = max(1, min(_CHUNK_KEYS, len(keys) // slots))
             chunk: list[_KeyWork] = []
             size = 0
