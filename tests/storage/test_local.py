@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +197,25 @@ def test_sidecar_bytes_are_the_json_encoders(
     sc = lf.Sidecar(etag, 1024, 1_700_000_000_123_456_789, meta, tags)
     expected = {"etag": etag, "size": 1024, "mtime_ns": sc.mtime_ns, "meta": meta, "tags": tags}
     assert sc.to_bytes() == json.dumps(expected, separators=(",", ":")).encode()
+
+
+async def test_copy_batches_in_flight_are_limited(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = LocalStorage(root, copy_batches=2)
+    running = most = 0
+    lock = threading.Lock()
+
+    def slow_batch(*args: Any) -> list[Any]:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return []
+
+    monkeypatch.setattr(local_write, "copy_many", slow_batch)
+    await asyncio.gather(*(s.copy_many("a1", "b1", []) for _ in range(8)))
+    assert most == 2

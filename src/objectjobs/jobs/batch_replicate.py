@@ -426,7 +426,10 @@ class BatchReplicate(JobHandler):
                 if rid not in batching:
                     batching[rid] = batches_copies(*self._endpoints(ctx, setup, w.route))
                 if batching[rid]:
-                    batched.setdefault(rid, (w.route, []))[1].append(w)
+                    if rid in batched:
+                        batched[rid][1].append(w)
+                    else:
+                        batched[rid] = (w.route, [w])
                     continue
             items.append(w)
         slots = max(1, ctx.settings.worker.concurrency)

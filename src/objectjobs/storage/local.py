@@ -118,10 +118,17 @@ class LocalStorage(Storage):
         notification_config=True,
     )
 
-    def __init__(self, root: Path, *, io_threads: int = 32) -> None:
+    def __init__(
+        self, root: Path, *, io_threads: int = 32, copy_batches: int | None = None
+    ) -> None:
         # the driver's own threads: blocking file calls of many objects in flight would
         # queue behind each other on asyncio's small default pool (cpu + 4 threads)
         self._io_threads = io_threads
+        # copy_many batches running at once. A batch keeps its thread busy (its copies
+        # are mostly Python between short syscalls), and 32 of them fighting over the GIL
+        # cost half as much CPU again as 4 (20,000 small files on tmpfs, 2 cores)
+        self._copy_batches = copy_batches or max(4, 2 * (os.cpu_count() or 1))
+        self._batch_gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._pool: ThreadPoolExecutor | None = self._new_pool()
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -435,9 +442,14 @@ class LocalStorage(Storage):
     ) -> list[WriteResult | StorageError]:
         for r in items:
             self._check_meta(r.meta)
+        loop = asyncio.get_running_loop()
+        if self._batch_gate is None or self._batch_gate[0] is not loop:
+            # a semaphore belongs to the loop it is first used in; a driver may outlive one
+            self._batch_gate = (loop, asyncio.Semaphore(self._copy_batches))
         # one thread hop for them all: a hop (submit, wake-up, future chained back to the
         # loop) costs about what the copy of a small file does
-        return await self._io(lw.copy_many, self._paths, src_bucket, dst_bucket, items)
+        async with self._batch_gate[1]:
+            return await self._io(lw.copy_many, self._paths, src_bucket, dst_bucket, items)
 
     def _delete_sync(
         self, bucket: str, items: Sequence[tuple[str, str | None]]
