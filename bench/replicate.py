@@ -12,7 +12,8 @@ only; the servers are other processes). For rclone: its wall time, CPU and peak 
 the child's rusage.
 
 usage: python bench/replicate.py [--s3-objects 20000] [--local-objects 100000]
-                                 [--skip-raw] [--profile FILE]
+                                 [--skip-raw] [--profile FILE] [--out FILE]
+(``--s3-objects 0`` or ``--local-objects 0`` skips that part.)
 Environment: BENCH_S3_OBJECTS / BENCH_LOCAL_OBJECTS override the defaults.
 """
 
@@ -303,6 +304,7 @@ def main() -> None:
     )
     ap.add_argument("--skip-raw", action="store_true")
     ap.add_argument("--profile", help="write cProfile stats of the objectjobs runs here")
+    ap.add_argument("--out", help="also write the tables to this file")
     args = ap.parse_args()
     # tmpfs: the local benchmark measures the tools, not this machine's disk
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
@@ -316,6 +318,8 @@ def main() -> None:
             rows = asyncio.run(local_bench(args.local_objects, work, args.profile))
             out.append(table("local→local", rows))
         print("\n\n".join(out))
+        if args.out:
+            Path(args.out).write_text("\n\n".join(out) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

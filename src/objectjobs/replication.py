@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from objectjobs.errors import InvalidRequest
 from objectjobs.storage.interface import ObjectVersion
@@ -183,10 +183,10 @@ def identical(src: ObjectVersion, dst: ObjectVersion) -> bool:
 Action = Literal["copy", "skip", "ignore"]
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What to do with one source version. ``ignore`` = outside the job's scope (counted
-    processed, not reported); ``skip`` is reported with ``reason``."""
+    processed, not reported); ``skip`` is reported with ``reason``. A named tuple: two are
+    built per object of a job (planning, executing), at half a frozen dataclass's cost."""
 
     version: ObjectVersion
     action: Action
@@ -212,13 +212,18 @@ def decide(
     ALL (it needs each candidate's replication status)."""
     if history:
         return _decide_history(source, target, mode, delete_markers)
-    latest = source[0] if source else None
-    out = [Decision(v, "ignore") for v in source[1:]]
-    if latest is None:
-        return out
+    if not source:
+        return []
+    latest = source[0]
+    # the lists and the search skipped for one version each side: every key of an
+    # unversioned bucket, and called per key of every batch
+    out = [Decision(v, "ignore") for v in source[1:]] if len(source) > 1 else []
     if latest.is_delete_marker:
         return [Decision(latest, "ignore"), *out]
-    current = next((v for v in target if v.is_latest), target[0] if target else None)
+    if len(target) <= 1:
+        current = target[0] if target else None
+    else:
+        current = next((v for v in target if v.is_latest), target[0])
     if current is None or current.is_delete_marker:
         first = Decision(latest, "copy")
     elif mode == "NEW":

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from objectjobs.errors import InvalidRequest
+from objectjobs.errors import InvalidRequest, StorageError, TransientStorageError
 from objectjobs.jobs.batch_replicate import BatchReplicate
 from objectjobs.models import JobState, JobType, NewJob, Outcome
 from objectjobs.settings import Settings
-from objectjobs.storage.interface import ObjectMeta
+from objectjobs.storage.interface import CopyRequest, ObjectMeta, WriteResult
 from objectjobs.storage.local import LocalStorage
 from objectjobs.store.interface import JobStore
 
@@ -230,3 +233,87 @@ async def test_target_vanishing_at_run_time_fails_the_job(
     final = await run_job(store, owner, settings, local, "src", targetBucket="gone")
     assert final.state is JobState.FAILED
     assert any("gone" in r for r in final.failure_reasons)
+
+
+class _FlakyBatches(LocalStorage):
+    """Copies only in batches; "k/0013" fails once, transiently, "k/0042" for good."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.batches: list[int] = []
+        self.flaked = False
+
+    async def copy(self, *args: Any, **kwargs: Any) -> WriteResult:
+        raise AssertionError("a batched copy was made one by one")
+
+    async def copy_many(
+        self, src_bucket: str, dst_bucket: str, items: Sequence[CopyRequest]
+    ) -> list[WriteResult | StorageError]:
+        self.batches.append(len(items))
+        failing: dict[str, StorageError] = {"k/0042": StorageError("refused")}
+        if not self.flaked:
+            failing["k/0013"] = TransientStorageError("slow down")
+        keep = [r for r in items if r.src_key not in failing]
+        done = iter(await super().copy_many(src_bucket, dst_bucket, keep))
+        out = [failing.get(r.src_key) or next(done) for r in items]
+        self.flaked = self.flaked or any(r.src_key == "k/0013" for r in items)
+        return out
+
+
+async def test_batched_copies_retry_transient_failures_and_record_lasting_ones(
+    store: JobStore, settings: Settings, owner: int, tmp_path: Path
+) -> None:
+    flaky = _FlakyBatches(tmp_path / "flaky")
+    await flaky.create_bucket("src")
+    await flaky.create_bucket("dst")
+    data = await fill(flaky, "src", 300)
+    final = await run_job(store, owner, settings, flaky, "src", targetBucket="dst")
+    await flaky.close()
+    assert final.state is JobState.COMPLETE, final.failure_reasons
+    assert (final.processed, final.failed, final.skipped) == (299, 1, 0)
+    assert max(flaky.batches) > 1 and flaky.flaked
+    by_key = {r.key: r for r in await report(store, final.id)}
+    assert len(by_key) == 300
+    assert (by_key["k/0042"].outcome, by_key["k/0042"].message) == (Outcome.FAILED, "refused")
+    assert by_key["k/0013"].outcome is Outcome.SUCCEEDED
+    del data["k/0042"]
+    assert await bodies(flaky, "dst") == data
+
+
+async def test_etags_decide_where_the_source_has_them_size_and_time_elsewhere(
+    store: JobStore, local: LocalStorage, settings: Settings, owner: int
+) -> None:
+    await local.create_bucket("src")
+    await local.create_bucket("dst")
+    await local.put("src", "a/ours", b"AAAA")  # a sidecar: its ETag is known
+    (local.root / "src" / "b").mkdir()
+    (local.root / "src" / "b" / "theirs").write_bytes(b"CCCC")  # no ETag in listings
+    # the target: same sizes, written later, other bodies
+    await local.put("dst", "a/ours", b"BBBB")
+    await local.put("dst", "b/theirs", b"DDDD")
+    listed: list[str] = []
+    sized = local.list_versions_sized
+
+    def spy(bucket: str, **kwargs: Any) -> Any:
+        listed.append(kwargs["end_key"])
+        return sized(bucket, **kwargs)
+
+    local.list_versions_sized = spy  # type: ignore[method-assign]
+    final = await run_job(store, owner, settings, local, "src", targetBucket="dst")
+    assert final.state is JobState.COMPLETE, final.failure_reasons
+    by_key = {r.key: r for r in await report(store, final.id)}
+    # ETags differ: copied; no ETag at the source: same size, newer on the target
+    assert by_key["a/ours"].outcome is Outcome.SUCCEEDED
+    assert (by_key["b/theirs"].outcome, by_key["b/theirs"].message) == (
+        Outcome.SKIPPED,
+        "identical",
+    )
+    assert await bodies(local, "dst") == {"a/ours": b"AAAA", "b/theirs": b"DDDD"}
+    # a batch with a/ours in it had the target listed with ETags
+    assert "a/ours" not in listed
+    # without ETags at the source, sized
+    await local.delete("src", "a/ours")
+    listed.clear()
+    again = await run_job(store, owner, settings, local, "src", targetBucket="dst")
+    assert again.state is JobState.COMPLETE, again.failure_reasons
+    assert listed and set(listed) == {"b/theirs"}

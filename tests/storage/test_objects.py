@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from objectjobs.errors import BucketNotFound, NotFound, ObjectNotFound
-from objectjobs.storage.interface import ObjectMeta
+from objectjobs.storage.interface import CopyRequest, ObjectMeta, WriteResult
 from tests.storage.conftest import Backend
 from tests.storage.helpers import MiB, collect, md5_of_stream, random_bytes, stream
 
@@ -196,6 +196,38 @@ async def test_copy_of_missing_source(backend: Backend) -> None:
     bucket = await backend.new_bucket()
     with pytest.raises(ObjectNotFound):
         await backend.storage.copy(bucket, "nope", bucket, "dst")
+
+
+async def test_copy_many_copies_each_and_returns_failures_in_place(backend: Backend) -> None:
+    backend.require("server_side_copy")
+    s = backend.storage
+    src, dst = await backend.new_bucket(), await backend.new_bucket()
+    a, b = random_bytes(100), random_bytes(3000)
+    await s.put(src, "a", a)
+    await s.put(src, "dir/b", b, meta=META)
+    got = await s.copy_many(
+        src,
+        dst,
+        [
+            CopyRequest("a", "a"),
+            CopyRequest("gone", "gone"),
+            CopyRequest("dir/b", "dir/b"),
+            CopyRequest("a", "renamed", meta=ObjectMeta(content_type="text/csv")),
+        ],
+    )
+    assert isinstance(got[1], ObjectNotFound)
+    written = [got[0], got[2], got[3]]
+    assert all(isinstance(w, WriteResult) for w in written)
+    assert [w.etag for w in written if isinstance(w, WriteResult)] == [
+        f'"{hashlib.md5(body).hexdigest()}"' for body in (a, b, a)
+    ]
+    for key, body in (("a", a), ("dir/b", b), ("renamed", a)):
+        async with await s.get(dst, key) as stream:
+            assert await stream.read() == body
+    assert_meta((await s.head(dst, "dir/b")).meta, META, tags=backend.caps.tags)
+    assert (await s.head(dst, "renamed")).meta.content_type == "text/csv"
+    with pytest.raises(ObjectNotFound):
+        await s.head(dst, "gone")
 
 
 async def test_tags(backend: Backend) -> None:

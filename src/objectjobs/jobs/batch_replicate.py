@@ -5,6 +5,8 @@ over exactly the batch's key range, ``(ctx.batch_after, last key]``, so deciding
 needs a per-object HEAD on the target, and EXECUTE re-decides from what is there now
 (a resumed or repeated job copies only what is still missing). Each key's versions are
 copied oldest first by one coroutine; keys run in parallel through ``ctx.run_each``.
+Where the driver copies in batches (local→local), keys with one object to copy go to it
+in chunks, a chunk being one item of ``ctx.run_each``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from objectjobs.copying import (
     ByteBudget,
     CopyOptions,
     Endpoint,
+    batches_copies,
     copy_version,
+    copy_versions,
     same_endpoint,
     source_version_id,
 )
@@ -48,6 +52,10 @@ from objectjobs.storage.interface import ObjectVersion, Storage
 MiB = 1024 * 1024
 JOB_TYPE = "BATCH_REPLICATE"
 _RESOURCE = "batch_replicate.setup"  # the task run's resolved setup, in ctx.resources
+# a chunk of batched copies: enough to spread a thread hop's cost, few enough bytes that
+# a chunk of large objects does not hold up the batch
+_CHUNK_KEYS = 32
+_CHUNK_BYTES = 16 * MiB
 
 
 async def resolve_routes(
@@ -101,6 +109,51 @@ class _KeyWork:
     decisions: list[Decision]
     done: int = 0
     results: list[tuple[ResultRecord, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Chunk:
+    """Keys with one object each to copy, copied in one driver call (``copy_versions``)."""
+
+    route: Route
+    keys: list[_KeyWork]
+
+
+@dataclass
+class _Tally:
+    """ExecBatch.record's counting, one Progress per batch instead of two per result."""
+
+    results: list[ResultRecord] = field(default_factory=list)
+    ignored: int = 0  # out of scope: counted processed and skipped, not reported
+    failed: int = 0
+    skipped: int = 0
+    bytes: int = 0
+
+    def add(self, result: ResultRecord, size: int = 0) -> None:
+        self.results.append(result)
+        if result.outcome is Outcome.FAILED:
+            self.failed += 1
+        elif result.outcome is Outcome.SKIPPED:
+            self.skipped += 1
+        else:
+            self.bytes += size
+
+    def batch(self) -> ExecBatch:
+        done = len(self.results) - self.failed + self.ignored
+        progress = Progress(
+            processed=done,
+            failed=self.failed,
+            skipped=self.skipped + self.ignored,
+            bytes=self.bytes,
+        )
+        return ExecBatch(progress=progress, results=self.results)
+
+
+def _failed(d: Decision, error: StorageError) -> ResultRecord:
+    v = d.version
+    return ResultRecord(
+        v.key, v.version_id, "copy", Outcome.FAILED, error_code=error.code, message=error.message
+    )
 
 
 class BatchReplicate(JobHandler):
@@ -169,21 +222,30 @@ class BatchReplicate(JobHandler):
         routed = await self._route(ctx, setup, groups)
         listings: dict[tuple[str | None, str], dict[str, list[ObjectVersion]]] = {}
         last = groups[-1][0].key
-        for used in {r for r in routed if r is not None}:
+        # a target's ETag decides nothing next to a source version without one (identical()
+        # then compares size and time): without any, the target may be listed without them
+        etags = any(v.etag for g in groups for v in g)
+        # routes are setup.routes' objects: told apart by identity, not by hashing each
+        have_by_route: dict[int, dict[str, list[ObjectVersion]]] = {}
+        for used in routed:
+            if used is None or id(used) in have_by_route:
+                continue
             where = (used.target, used.bucket)
             if where not in listings:
-                listings[where] = await self._target_listing(ctx, setup, used, last)
+                listings[where] = await self._target_listing(ctx, setup, used, last, etags)
+            have_by_route[id(used)] = listings[where]
         out: list[tuple[Route | None, list[Decision]]] = []
+        mode, history = setup.mode, setup.history
         for group, route in zip(groups, routed, strict=True):
             if route is None:
                 out.append((None, [Decision(v, "ignore") for v in group]))
                 continue
-            have = listings[(route.target, route.bucket)].get(group[0].key, [])
+            have = have_by_route[id(route)].get(group[0].key, ())
             decisions = decide(
                 group,
                 have,
-                mode=setup.mode,
-                history=setup.history[route.bucket],
+                mode=mode,
+                history=history[route.bucket],
                 delete_markers=route.delete_markers,
             )
             out.append((route, decisions))
@@ -195,7 +257,10 @@ class BatchReplicate(JobHandler):
         self, ctx: JobContext, setup: _Setup, groups: Sequence[KeyGroup]
     ) -> list[Route | None]:
         """Each key's route; tag filters need the current version's tags (source GETs)."""
-        tagged = [g for g in groups if needs_tags(setup.routes, g[0].key)]
+        routes = setup.routes
+        if len(routes) == 1 and not routes[0].prefix and not routes[0].tags:
+            return [routes[0]] * len(groups)  # every key: an explicit targetBucket
+        tagged = [g for g in groups if needs_tags(routes, g[0].key)]
         tags: dict[str, dict[str, str] | None] = {}
         if tagged:
 
@@ -220,12 +285,13 @@ class BatchReplicate(JobHandler):
         return [pick_route(setup.routes, g[0].key, tags.get(g[0].key)) for g in groups]
 
     async def _target_listing(
-        self, ctx: JobContext, setup: _Setup, route: Route, last: str
+        self, ctx: JobContext, setup: _Setup, route: Route, last: str, etags: bool
     ) -> dict[str, list[ObjectVersion]]:
         dst = setup.targets[route.target]
+        lister = dst.list_versions if etags else dst.list_versions_sized
         by_key: dict[str, list[ObjectVersion]] = {}
         try:
-            async for page in dst.list_versions(
+            async for page in lister(
                 route.bucket, prefix=ctx.prefix, start_after=ctx.batch_after, end_key=last
             ):
                 for v in page:
@@ -279,64 +345,122 @@ class BatchReplicate(JobHandler):
     async def plan(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> PlanBatch:
         setup = await self._setup(ctx)
         batch = PlanBatch()
+        counts = {"copy": [0, 0], "skip": [0, 0]}  # action -> [objects, bytes]
         for _, decisions in await self._decide(ctx, setup, groups):
             for d in decisions:
-                batch.evaluated += 1
-                batch.add("copy" if d.action == "copy" else "skip", d.size)
+                slot = counts["copy" if d.action == "copy" else "skip"]
+                slot[0] += 1
+                slot[1] += d.size
+        for action, (n, size) in counts.items():
+            if n:
+                batch.evaluated += n
+                batch.add(action, size, n)
         return batch
 
     async def execute(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> ExecBatch:
         setup = await self._setup(ctx)
-        out = ExecBatch()
+        tally = _Tally()
         work: list[_KeyWork] = []
         for route, decisions in await self._decide(ctx, setup, groups):
-            ignored = sum(1 for d in decisions if d.action == "ignore")
-            if ignored:
-                out.progress += Progress(processed=ignored, skipped=ignored)
+            if len(decisions) == 1:  # one version: every key of an unversioned bucket
+                d = decisions[0]
+                if d.action == "copy":
+                    assert route is not None
+                    work.append(_KeyWork(route, [d]))
+                elif d.action == "skip":
+                    tally.add(_skipped(d))
+                else:
+                    tally.ignored += 1
+                continue
             reported = [d for d in decisions if d.action != "ignore"]
+            tally.ignored += len(decisions) - len(reported)
             if all(d.action == "skip" for d in reported):
                 # nothing to copy: recorded here, not as a concurrent item (a re-run of a
                 # replicated bucket is all skips)
                 for d in reported:
-                    out.record(_skipped(d), 0)
+                    tally.add(_skipped(d))
                 continue
             assert route is not None
             work.append(_KeyWork(route, reported))
 
-        async def run(item: _KeyWork) -> None:
-            await self._copy_key(ctx, setup, item)
+        items = self._items(ctx, setup, work)
 
-        outcomes = await ctx.run_each(run, work)
-        for item, outcome in zip(work, outcomes, strict=True):
-            for result, size in item.results:
-                out.record(result, size)
+        async def run(item: _KeyWork | _Chunk) -> None:
+            if isinstance(item, _Chunk):
+                await self._copy_chunk(ctx, setup, item)
+            else:
+                await self._copy_key(ctx, setup, item)
+
+        outcomes = await ctx.run_each(run, items)
+        errors: dict[int, StorageError] = {}  # id(_KeyWork) -> what ended its item
+        for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, StorageError):
                     raise outcome
-                for d in item.decisions[item.done :]:
-                    out.record(
-                        ResultRecord(
-                            d.version.key,
-                            d.version.version_id,
-                            "copy",
-                            Outcome.FAILED,
-                            error_code=outcome.code,
-                            message=outcome.message,
-                        )
-                    )
-        return out
+                for w in item.keys if isinstance(item, _Chunk) else (item,):
+                    errors[id(w)] = outcome
+        # recorded in key order, however the keys were grouped into items
+        for w in work:
+            for result, size in w.results:
+                tally.add(result, size)
+            error = errors.get(id(w))
+            if error is not None:
+                for d in w.decisions[w.done :]:
+                    tally.add(_failed(d, error))
+        return tally.batch()
 
-    async def _copy_key(self, ctx: JobContext, setup: _Setup, item: _KeyWork) -> None:
-        """Copy one key's versions oldest first, resuming after the last one done when
-        run_each retries after a transient error."""
-        route = item.route
+    def _items(
+        self, ctx: JobContext, setup: _Setup, work: list[_KeyWork]
+    ) -> list[_KeyWork | _Chunk]:
+        """run_each's items: keys with one object to copy where the driver batches copies
+        go in chunks (of up to _CHUNK_KEYS, fewer when that leaves run_each's slots idle);
+        every other key is an item of its own."""
+        items: list[_KeyWork | _Chunk] = []
+        # by id: routes are setup.routes' objects, and hashing one costs a tuple's hash
+        batched: dict[int, tuple[Route, list[_KeyWork]]] = {}
+        batching: dict[int, bool] = {}
+        for w in work:
+            d = w.decisions[0]
+            if len(w.decisions) == 1 and d.action == "copy" and not d.version.is_delete_marker:
+                rid = id(w.route)
+                if rid not in batching:
+                    batching[rid] = batches_copies(*self._endpoints(ctx, setup, w.route))
+                if batching[rid]:
+                    if rid in batched:
+                        batched[rid][1].append(w)
+                    else:
+                        batched[rid] = (w.route, [w])
+                    continue
+            items.append(w)
+        slots = max(1, ctx.settings.worker.concurrency)
+        for route, keys in batched.values():
+            most = max(1, min(_CHUNK_KEYS, len(keys) // slots))
+            chunk: list[_KeyWork] = []
+            size = 0
+            for w in keys:
+                chunk.append(w)
+                size += w.decisions[0].size
+                if len(chunk) >= most or size >= _CHUNK_BYTES:
+                    items.append(_Chunk(route, chunk))
+                    chunk, size = [], 0
+            if chunk:
+                items.append(_Chunk(route, chunk))
+        return items
+
+    def _endpoints(
+        self, ctx: JobContext, setup: _Setup, route: Route
+    ) -> tuple[Endpoint, Endpoint, CopyOptions]:
         dst_storage = setup.targets[route.target]
-        src = Endpoint(ctx.storage, ctx.job.bucket)
-        dst = Endpoint(dst_storage, route.bucket)
         opts = CopyOptions(
             part_size=setup.part_size[route.target],
             keep_lock=setup.keep_lock[route.bucket] and same_endpoint(ctx.storage, dst_storage),
         )
+        return Endpoint(ctx.storage, ctx.job.bucket), Endpoint(dst_storage, route.bucket), opts
+
+    async def _copy_key(self, ctx: JobContext, setup: _Setup, item: _KeyWork) -> None:
+        """Copy one key's versions oldest first, resuming after the last one done when
+        run_each retries after a transient error."""
+        src, dst, opts = self._endpoints(ctx, setup, item.route)
         while item.done < len(item.decisions):
             d = item.decisions[item.done]
             v = d.version
@@ -353,3 +477,40 @@ class BatchReplicate(JobHandler):
                     )
             item.results.append((result, size))
             item.done += 1
+
+    async def _copy_chunk(self, ctx: JobContext, setup: _Setup, chunk: _Chunk) -> None:
+        """Copy a chunk's keys in one driver call. A key whose copy failed for good is
+        recorded failed, as _copy_key's failure would be; a transient failure is raised
+        once the others are recorded, so run_each's retry copies only what is left."""
+        src, dst, _ = self._endpoints(ctx, setup, chunk.route)
+        todo = [w for w in chunk.keys if w.done == 0]
+        got = await copy_versions(src, [w.decisions[0].version for w in todo], dst)
+        transient: StorageError | None = None
+        for w, outcome in zip(todo, got, strict=True):
+            d = w.decisions[0]
+            v = d.version
+            if isinstance(outcome, int):
+                w.results.append(
+                    (ResultRecord(v.key, v.version_id, "copy", Outcome.SUCCEEDED), outcome)
+                )
+            elif isinstance(outcome, ObjectNotFound):
+                w.results.append(
+                    (
+                        ResultRecord(
+                            v.key,
+                            v.version_id,
+                            "copy",
+                            Outcome.SKIPPED,
+                            message="deleted at source",
+                        ),
+                        0,
+                    )
+                )
+            elif outcome.retryable:
+                transient = transient or outcome
+                continue
+            else:
+                w.results.append((_failed(d, outcome), 0))
+            w.done = 1
+        if transient is not None:
+            raise transient

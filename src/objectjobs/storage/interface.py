@@ -18,7 +18,9 @@ import abc
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+from objectjobs.errors import StorageError
 
 ConfigKind = Literal["lifecycle", "replication", "notification"]
 VersioningStatus = Literal["Enabled", "Suspended"] | None
@@ -35,6 +37,9 @@ class Capabilities:
     tags: bool = False
     storage_classes: bool = False  # can change an object's storage class (transitions)
     batch_delete: bool = False  # DeleteObjects with up to 1000 keys
+    #: ``copy_many`` costs less than its copies one by one (the local driver: one thread
+    #: hop for all of them); without it, callers copy one by one, in parallel
+    batch_copy: bool = False
     lifecycle_config: bool = False
     replication_config: bool = False
     notification_config: bool = False
@@ -117,6 +122,17 @@ class WriteResult:
     version_id: str | None
     #: bytes stored, when the driver knows it without asking the store (a copy's
     #: verification then needs no HEAD); None when it does not
+    size: int | None = None
+
+
+class CopyRequest(NamedTuple):
+    """One copy of ``Storage.copy_many`` (the arguments of ``copy`` beyond the buckets).
+    A named tuple: one is built per object copied, at half a frozen dataclass's cost."""
+
+    src_key: str
+    dst_key: str
+    src_version_id: str | None = None
+    meta: ObjectMeta | None = None
     size: int | None = None
 
 
@@ -248,6 +264,22 @@ class Storage(abc.ABC):
         (S3's order), in pages. A key's versions never straddle ``start_after``: listing
         resumes at the first key after it. Unversioned stores list current objects."""
 
+    def list_versions_sized(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        start_after: str = "",
+        end_key: str | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[ObjectVersion]]:
+        """``list_versions`` for a caller that compares by size and time only: a driver
+        may leave ``etag`` None where knowing it costs more than listing (the local
+        driver reads a sidecar file per object for it). By default, ``list_versions``."""
+        return self.list_versions(
+            bucket, prefix=prefix, start_after=start_after, end_key=end_key, page_size=page_size
+        )
+
     @abc.abstractmethod
     def list_uploads(
         self, bucket: str, *, prefix: str = ""
@@ -305,6 +337,30 @@ class Storage(abc.ABC):
         """Server-side copy within this endpoint (multipart part-copy above the driver's
         single-copy limit). ``meta`` None keeps the source's metadata and tags; given, it
         replaces them. NotSupported without ``server_side_copy``; ObjectNotFound."""
+
+    async def copy_many(
+        self, src_bucket: str, dst_bucket: str, items: Sequence[CopyRequest]
+    ) -> list[WriteResult | StorageError]:
+        """Several server-side copies from one bucket to another, each as ``copy`` does
+        it; a copy's failure is its entry, not raised. Worth calling only with the
+        ``batch_copy`` capability: by default the copies run one after another."""
+        out: list[WriteResult | StorageError] = []
+        for r in items:
+            try:
+                out.append(
+                    await self.copy(
+                        src_bucket,
+                        r.src_key,
+                        dst_bucket,
+                        r.dst_key,
+                        src_version_id=r.src_version_id,
+                        meta=r.meta,
+                        size=r.size,
+                    )
+                )
+            except StorageError as e:
+                out.append(e)
+        return out
 
     @abc.abstractmethod
     async def delete(self, bucket: str, key: str, version_id: str | None = None) -> DeleteResult:

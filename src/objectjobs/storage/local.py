@@ -4,6 +4,10 @@ Bookkeeping lives under ``<root>/.objectjobs/<bucket>/``: bucket configurations 
 ``lifecycle.json`` / ``replication.json`` / ``notification.json`` (boto3's shape), one JSON
 sidecar per object under ``meta/<key>.json`` (etag cached at write time, content headers,
 user metadata, tags) and multipart uploads under ``uploads/<upload_id>/``. No versions.
+
+The blocking work runs on the driver's own threads, one hop per call (or per batch):
+writes and copies in ``local_write``, multipart in ``local_multipart``, the sorted walk
+and sidecars in ``local_files``.
 """
 
 from __future__ import annotations
@@ -14,9 +18,7 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import stat
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -24,18 +26,19 @@ from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
 from objectjobs.errors import (
-    BucketNotFound,
     ConfigurationNotFound,
     NotSupported,
     ObjectNotFound,
     StorageError,
-    UploadNotFound,
 )
 from objectjobs.storage import local_files as lf
+from objectjobs.storage import local_multipart as lm
+from objectjobs.storage import local_write as lw
 from objectjobs.storage.interface import (
     Body,
     Capabilities,
     ConfigKind,
+    CopyRequest,
     DeleteResult,
     MultipartUpload,
     ObjectInfo,
@@ -60,15 +63,6 @@ _WALK_BATCH = 1000  # entries produced per thread hop while listing
 
 T = TypeVar("T")
 _IoRunner = Callable[..., Any]
-
-
-def _copy_fd(fin: IO[bytes], fout: IO[bytes]) -> None:
-    """Copy in the kernel (no pass through Python; a reflink where the filesystem can)."""
-    try:
-        while os.copy_file_range(fin.fileno(), fout.fileno(), 8 * lf.CHUNK):
-            pass
-    except OSError:  # not across these filesystems: copy through user space from here on
-        shutil.copyfileobj(fin, fout, lf.CHUNK)
 
 
 def _unlink_object(path: str) -> None:
@@ -118,25 +112,33 @@ class LocalStorage(Storage):
         multipart=True,
         tags=True,
         batch_delete=True,
+        batch_copy=True,
         lifecycle_config=True,
         replication_config=True,
         notification_config=True,
     )
 
-    def __init__(self, root: Path, *, io_threads: int = 32) -> None:
+    def __init__(
+        self, root: Path, *, io_threads: int = 32, copy_batches: int | None = None
+    ) -> None:
         # the driver's own threads: blocking file calls of many objects in flight would
         # queue behind each other on asyncio's small default pool (cpu + 4 threads)
         self._io_threads = io_threads
+        # copy_many batches running at once. A batch keeps its thread busy (its copies
+        # are mostly Python between short syscalls), and 32 of them fighting over the GIL
+        # cost half as much CPU again as 4 (20,000 small files on tmpfs, 2 cores)
+        self._copy_batches = copy_batches or max(4, 2 * (os.cpu_count() or 1))
+        self._batch_gate: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._pool: ThreadPoolExecutor | None = self._new_pool()
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.endpoint_id = f"local:{self.root}"
         self._meta_root = self.root / lf.META_DIR
         self._tmp = self._meta_root / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
         # the per-object paths as plain strings: pathlib's joins cost more than the
         # syscalls on a small file
-        self._root_s, self._meta_s = str(self.root), str(self._meta_root)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._paths = lw.LocalPaths(str(self.root))
 
     def _new_pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=self._io_threads, thread_name_prefix="local-io")
@@ -156,50 +158,10 @@ class LocalStorage(Storage):
     # --- paths ----------------------------------------------------------------------------
 
     def _bucket_dir(self, bucket: str) -> Path:
-        lf.check_bucket_name(bucket)
-        return self.root / bucket
+        return Path(self._paths.bucket_dir(bucket))
 
     def _existing_bucket(self, bucket: str) -> Path:
-        d = self._bucket_dir(bucket)
-        if not d.is_dir():
-            raise BucketNotFound(f"bucket {bucket!r} not found")
-        return d
-
-    def _obj_path(self, bucket: str, key: str) -> Path:
-        lf.check_key(key)
-        return self._existing_bucket(bucket) / key
-
-    def _sidecar_path(self, bucket: str, key: str) -> Path:
-        return Path(self._sidecar_file(bucket, key))
-
-    def _file(self, bucket: str, key: str) -> str:
-        """An object's file path, validated but not looked up (the bucket's existence is
-        checked only when something fails: see ``_missing``)."""
-        lf.check_bucket_name(bucket)
-        lf.check_key(key)
-        return f"{self._root_s}/{bucket}/{key}"
-
-    def _sidecar_file(self, bucket: str, key: str) -> str:
-        return f"{self._meta_s}/{bucket}/meta/{key}.json"
-
-    def _missing(self, bucket: str, key: str) -> StorageError:
-        if not os.path.isdir(f"{self._root_s}/{bucket}"):
-            return BucketNotFound(f"bucket {bucket!r} not found")
-        return ObjectNotFound(f"{bucket}/{key} not found")
-
-    def _upload_dir(self, bucket: str, upload_id: str) -> Path:
-        if not upload_id.isalnum():
-            raise UploadNotFound(f"upload {upload_id!r} not found")
-        return self._meta_root / bucket / "uploads" / upload_id
-
-    def _tmp_file(self) -> Path:
-        return self._tmp / f"{os.getpid()}-{uuid.uuid4().hex}"
-
-    @staticmethod
-    def _check_version(version_id: str | None, key: str) -> None:
-        # the local driver keeps one version per key, which S3 would call "null"
-        if version_id not in (None, "null"):
-            raise ObjectNotFound(f"{key!r} has no version {version_id!r}")
+        return lm.existing_bucket(self._paths, bucket)
 
     # --- buckets --------------------------------------------------------------------------
 
@@ -277,6 +239,7 @@ class LocalStorage(Storage):
         start_after: str = "",
         end_key: str | None = None,
         page_size: int = 1000,
+        etags: bool = True,
     ) -> AsyncIterator[list[ObjectVersion]]:
         bucket_dir = self._bucket_dir(bucket)
         walker = lf.walk_sorted(
@@ -285,6 +248,7 @@ class LocalStorage(Storage):
             prefix=prefix,
             start_after=start_after,
             end_key=end_key,
+            etags=etags,
         )
         batch = max(1, min(page_size, _WALK_BATCH))
 
@@ -316,86 +280,58 @@ class LocalStorage(Storage):
             bucket, prefix=prefix, start_after=start_after, end_key=end_key, page_size=page_size
         )
 
+    def list_versions_sized(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        start_after: str = "",
+        end_key: str | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[ObjectVersion]]:
+        # no sidecar reads: stat only, a third of the cost of a listing with etags
+        return self.list_objects(
+            bucket,
+            prefix=prefix,
+            start_after=start_after,
+            end_key=end_key,
+            page_size=page_size,
+            etags=False,
+        )
+
     async def list_uploads(
         self, bucket: str, *, prefix: str = ""
     ) -> AsyncIterator[list[MultipartUpload]]:
-        def scan() -> list[MultipartUpload]:
-            self._existing_bucket(bucket)
-            found: list[MultipartUpload] = []
-            base = self._meta_root / bucket / "uploads"
-            with contextlib.suppress(FileNotFoundError), os.scandir(base) as it:
-                for e in it:
-                    try:
-                        info = json.loads(Path(e.path, "upload.json").read_bytes())
-                    except (OSError, ValueError):
-                        continue  # being created or aborted right now
-                    if info["key"].startswith(prefix):
-                        found.append(
-                            MultipartUpload(
-                                key=info["key"],
-                                upload_id=e.name,
-                                initiated=datetime.fromisoformat(info["initiated"]),
-                            )
-                        )
-            found.sort(key=lambda u: (u.key, u.initiated, u.upload_id))
-            return found
-
-        uploads = await self._io(scan)
+        uploads = await self._io(lm.list_uploads, self._paths, bucket, prefix)
         for i in range(0, len(uploads), 1000):
             yield uploads[i : i + 1000]
 
     async def list_parts(self, bucket: str, key: str, upload_id: str) -> AsyncIterator[list[Part]]:
-        parts = await self._io(self._read_parts, bucket, key, upload_id)
+        parts = await self._io(lm.read_parts, self._paths, bucket, key, upload_id)
         for i in range(0, len(parts), 1000):
             yield parts[i : i + 1000]
-
-    def _read_upload(self, bucket: str, key: str, upload_id: str) -> tuple[Path, dict[str, Any]]:
-        d = self._upload_dir(bucket, upload_id)
-        try:
-            info: dict[str, Any] = json.loads((d / "upload.json").read_bytes())
-        except FileNotFoundError:
-            self._existing_bucket(bucket)
-            raise UploadNotFound(f"upload {upload_id!r} not found") from None
-        if info["key"] != key:
-            raise UploadNotFound(f"upload {upload_id!r} is not for key {key!r}")
-        return d, info
-
-    def _read_parts(self, bucket: str, key: str, upload_id: str) -> list[Part]:
-        d, _ = self._read_upload(bucket, key, upload_id)
-        parts = []
-        for p in d.glob("*.part.json"):
-            info = json.loads(p.read_bytes())
-            parts.append(
-                Part(
-                    part_number=info["part_number"],
-                    size=info["size"],
-                    etag=info["etag"],
-                    last_modified=datetime.fromisoformat(info["last_modified"]),
-                )
-            )
-        return sorted(parts, key=lambda p: p.part_number)
 
     # --- objects --------------------------------------------------------------------------
 
     def _head_sync(self, bucket: str, key: str, version_id: str | None) -> tuple[ObjectInfo, str]:
-        self._check_version(version_id, key)
-        path = self._file(bucket, key)
+        lw.check_version(version_id, key)
+        path = self._paths.file(bucket, key)
         try:
             st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
-            raise self._missing(bucket, key) from None
+            raise self._paths.missing(bucket, key) from None
         if not stat.S_ISREG(st.st_mode):
             raise ObjectNotFound(f"{bucket}/{key} not found")
-        sc_path = self._sidecar_path(bucket, key)
+        sc_path = self._paths.sidecar(bucket, key)
         sc = lf.read_sidecar(sc_path)
         if sc is None or not sc.matches(st):
             # written by another tool (or since): compute the etag once and cache it
-            etag = lf.md5_file(Path(path))
+            etag = lf.md5_file(path)
             sc = lf.Sidecar(
                 etag, st.st_size, st.st_mtime_ns, sc.meta if sc else {}, sc.tags if sc else {}
             )
             with contextlib.suppress(OSError):
-                lf.write_atomic(sc_path, sc.to_bytes(), self._tmp)
+                lf.write_atomic(sc_path, sc.to_bytes(), self._paths.tmp)
         parts = None
         if sc.etag and "-" in sc.etag:
             parts = int(sc.etag.strip('"').rsplit("-", 1)[1])
@@ -447,56 +383,6 @@ class LocalStorage(Storage):
         ):
             raise NotSupported("the local driver has no object lock")
 
-    def _install(
-        self,
-        tmp: Path,
-        bucket: str,
-        key: str,
-        etag: str,
-        meta: dict[str, Any],
-        tags: dict[str, str],
-        st: os.stat_result | None = None,
-    ) -> None:
-        """Move a finished temp file into place and record its sidecar. ``st``: the temp
-        file's stat taken after its last write (a rename keeps size and mtime)."""
-        dest = self._file(bucket, key)
-        try:
-            if st is None:
-                st = os.stat(tmp)
-            try:
-                os.replace(tmp, dest)
-            except FileNotFoundError:
-                # the key's directories do not exist yet: made only then, since most
-                # objects land in a directory that is already there
-                if not os.path.isdir(f"{self._root_s}/{bucket}"):
-                    raise BucketNotFound(f"bucket {bucket!r} not found") from None
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                os.replace(tmp, dest)
-        except IsADirectoryError as e:
-            raise StorageError(f"{key!r} is a directory prefix on the local driver") from e
-        except (NotADirectoryError, FileExistsError) as e:
-            raise StorageError(f"{key!r} collides with an existing key's path: {e}") from e
-        finally:
-            tmp.unlink(missing_ok=True)
-        sc = lf.Sidecar(etag, st.st_size, st.st_mtime_ns, meta, tags)
-        lf.write_atomic(self._sidecar_path(bucket, key), sc.to_bytes(), self._tmp)
-
-    def _write_new(self, bucket: str, key: str, data: bytes, meta: ObjectMeta | None) -> str:
-        """Write a whole small body: one thread hop for the file, its rename and sidecar."""
-        self._file(bucket, key)  # validates before writing
-        tmp = self._tmp_file()
-        try:
-            with tmp.open("wb") as f:
-                f.write(data)
-                f.flush()  # size and mtime final before they are recorded
-                st = os.fstat(f.fileno())
-            etag = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
-            tags = dict(meta.tags or {}) if meta else {}
-            self._install(tmp, bucket, key, etag, lf.meta_to_json(meta), tags, st)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return etag
-
     async def put(
         self,
         bucket: str,
@@ -508,12 +394,12 @@ class LocalStorage(Storage):
     ) -> WriteResult:
         self._check_meta(meta)
         if isinstance(body, bytes | bytearray | memoryview):
-            etag = await self._io(self._write_new, bucket, key, bytes(body), meta)
+            etag = await self._io(lw.write_new, self._paths, bucket, key, bytes(body), meta)
             return WriteResult(etag=etag, version_id=None)
-        await self._io(self._obj_path, bucket, key)  # validates before writing
-        tmp = self._tmp_file()
+        await self._io(self._object_in_bucket, bucket, key)  # validates before writing
+        tmp = self._paths.tmp_file()
         h = hashlib.md5(usedforsecurity=False)
-        f = await self._io(tmp.open, "wb")
+        f = await self._io(open, tmp, "wb")
         try:
             async for chunk in body:
                 h.update(chunk)
@@ -523,13 +409,18 @@ class LocalStorage(Storage):
 
             def finish() -> None:
                 f.close()
-                self._install(tmp, bucket, key, etag, lf.meta_to_json(meta), tags)
+                lw.install(self._paths, tmp, bucket, key, etag, lf.meta_to_json(meta), tags)
 
             await self._io(finish)
         finally:
             f.close()
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # only when something failed: installing moved it
         return WriteResult(etag=etag, version_id=None)
+
+    def _object_in_bucket(self, bucket: str, key: str) -> None:
+        lf.check_key(key)
+        self._existing_bucket(bucket)
 
     async def copy(
         self,
@@ -543,59 +434,22 @@ class LocalStorage(Storage):
         size: int | None = None,
     ) -> WriteResult:
         self._check_meta(meta)
-        return await self._io(
-            self._copy_sync, src_bucket, src_key, dst_bucket, dst_key, src_version_id, meta
-        )
+        req = CopyRequest(src_key, dst_key, src_version_id, meta, size)
+        return await self._io(lw.copy_object, self._paths, src_bucket, dst_bucket, req)
 
-    def _copy_sync(
-        self,
-        src_bucket: str,
-        src_key: str,
-        dst_bucket: str,
-        dst_key: str,
-        src_version_id: str | None,
-        meta: ObjectMeta | None,
-    ) -> WriteResult:
-        """The whole copy in one thread hop: read the source once (hashing it when its
-        sidecar does not vouch for an etag), write a temp file, rename it into place."""
-        self._check_version(src_version_id, src_key)
-        src = self._file(src_bucket, src_key)
-        self._file(dst_bucket, dst_key)  # validates before writing
-        sc = lf.read_sidecar(self._sidecar_file(src_bucket, src_key))
-        try:
-            fin = open(src, "rb")  # noqa: SIM115 - closed by the with below
-        except (FileNotFoundError, NotADirectoryError):
-            raise self._missing(src_bucket, src_key) from None
-        except IsADirectoryError:
-            raise ObjectNotFound(f"{src_bucket}/{src_key} not found") from None
-        tmp = self._tmp_file()
-        try:
-            with fin, tmp.open("wb") as fout:
-                st_src = os.fstat(fin.fileno())
-                if not stat.S_ISREG(st_src.st_mode):
-                    raise ObjectNotFound(f"{src_bucket}/{src_key} not found")
-                etag = sc.etag if sc is not None and sc.matches(st_src) else None
-                if etag is None:
-                    h = hashlib.md5(usedforsecurity=False)
-                    while chunk := fin.read(lf.CHUNK):
-                        h.update(chunk)
-                        fout.write(chunk)
-                    etag = f'"{h.hexdigest()}"'
-                else:
-                    _copy_fd(fin, fout)
-                fout.flush()  # size and mtime final before they are recorded
-                st = os.fstat(fout.fileno())
-            if meta is None:
-                new_meta = sc.meta if sc else {}
-                tags = sc.tags if sc else {}
-            else:
-                # like S3: metadata replaced; tags copied unless new ones are given
-                new_meta = lf.meta_to_json(meta)
-                tags = dict(meta.tags) if meta.tags is not None else (sc.tags if sc else {})
-            self._install(tmp, dst_bucket, dst_key, etag, new_meta, tags, st)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return WriteResult(etag=etag, version_id=None, size=st.st_size)
+    async def copy_many(
+        self, src_bucket: str, dst_bucket: str, items: Sequence[CopyRequest]
+    ) -> list[WriteResult | StorageError]:
+        for r in items:
+            self._check_meta(r.meta)
+        loop = asyncio.get_running_loop()
+        if self._batch_gate is None or self._batch_gate[0] is not loop:
+            # a semaphore belongs to the loop it is first used in; a driver may outlive one
+            self._batch_gate = (loop, asyncio.Semaphore(self._copy_batches))
+        # one thread hop for them all: a hop (submit, wake-up, future chained back to the
+        # loop) costs about what the copy of a small file does
+        async with self._batch_gate[1]:
+            return await self._io(lw.copy_many, self._paths, src_bucket, dst_bucket, items)
 
     def _delete_sync(
         self, bucket: str, items: Sequence[tuple[str, str | None]]
@@ -660,34 +514,19 @@ class LocalStorage(Storage):
     ) -> None:
         def do() -> None:
             self._head_sync(bucket, key, version_id)  # ensures the sidecar is current
-            path = self._sidecar_path(bucket, key)
+            path = self._paths.sidecar(bucket, key)
             sc = lf.read_sidecar(path)
             assert sc is not None
             new = lf.Sidecar(sc.etag, sc.size, sc.mtime_ns, sc.meta, dict(tags))
-            lf.write_atomic(path, new.to_bytes(), self._tmp)
+            lf.write_atomic(path, new.to_bytes(), self._paths.tmp)
 
         await self._io(do)
 
-    # --- multipart ------------------------------------------------------------------------
+    # --- multipart (local_multipart) ------------------------------------------------------
 
     async def create_upload(self, bucket: str, key: str, *, meta: ObjectMeta | None = None) -> str:
         self._check_meta(meta)
-        upload_id = uuid.uuid4().hex
-        info = {
-            "key": key,
-            "initiated": datetime.now(UTC).isoformat(),
-            "meta": lf.meta_to_json(meta),
-            "tags": dict(meta.tags or {}) if meta else {},
-        }
-
-        def do() -> None:
-            self._obj_path(bucket, key)
-            d = self._upload_dir(bucket, upload_id)
-            d.mkdir(parents=True)
-            lf.write_atomic(d / "upload.json", json.dumps(info).encode(), self._tmp)
-
-        await self._io(do)
-        return upload_id
+        return await self._io(lm.create, self._paths, bucket, key, meta)
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, part_number: int, data: bytes
@@ -696,54 +535,15 @@ class LocalStorage(Storage):
             raise StorageError(f"part number {part_number} out of 1..10000")
         etag = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
         now = datetime.now(UTC)
-
-        def do() -> None:
-            d, _ = self._read_upload(bucket, key, upload_id)
-            lf.write_atomic(d / f"{part_number:05d}.part", data, self._tmp)
-            record = {
-                "part_number": part_number,
-                "size": len(data),
-                "etag": etag,
-                "last_modified": now.isoformat(),
-            }
-            lf.write_atomic(
-                d / f"{part_number:05d}.part.json", json.dumps(record).encode(), self._tmp
-            )
-
-        await self._io(do)
+        await self._io(
+            lm.upload_part, self._paths, bucket, key, upload_id, part_number, data, etag, now
+        )
         return Part(part_number=part_number, size=len(data), etag=etag, last_modified=now)
 
     async def complete_upload(
         self, bucket: str, key: str, upload_id: str, parts: Sequence[Part]
     ) -> WriteResult:
-        def do() -> WriteResult:
-            d, info = self._read_upload(bucket, key, upload_id)
-            have = {p.part_number: p for p in self._read_parts(bucket, key, upload_id)}
-            numbers = [p.part_number for p in parts]
-            if not parts or numbers != sorted(set(numbers)):
-                raise StorageError("parts must be given in ascending order, without repeats")
-            for p in parts:
-                if p.part_number not in have or have[p.part_number].etag != p.etag:
-                    raise StorageError(f"part {p.part_number} missing or its etag differs")
-            tmp = self._tmp_file()
-            try:
-                with tmp.open("wb") as out:
-                    for p in parts:
-                        with (d / f"{p.part_number:05d}.part").open("rb") as src:
-                            shutil.copyfileobj(src, out, lf.CHUNK)
-                etag = lf.multipart_etag([p.etag for p in parts])
-                self._install(tmp, bucket, key, etag, info["meta"], info["tags"])
-            finally:
-                tmp.unlink(missing_ok=True)
-            shutil.rmtree(d, ignore_errors=True)
-            return WriteResult(etag=etag, version_id=None)
-
-        return await self._io(do)
+        return await self._io(lm.complete, self._paths, bucket, key, upload_id, list(parts))
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        def do() -> None:
-            self._existing_bucket(bucket)
-            with contextlib.suppress(UploadNotFound):
-                shutil.rmtree(self._upload_dir(bucket, upload_id), ignore_errors=True)
-
-        await self._io(do)
+        await self._io(lm.abort, self._paths, bucket, upload_id)
