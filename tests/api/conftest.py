@@ -24,10 +24,13 @@ ADMIN_PASSWORD = "admin-secret-pw"
 TOKEN_PATH = "/ui/auth/realms/vsp-object/protocol/openid-connect/token"
 
 
-def make_settings(data_dir: Path, **auth: Any) -> Settings:
+def make_settings(data_dir: Path, *, worker: bool = False, **auth: Any) -> Settings:
+    # the embedded worker is off unless a test asks for it: it would race the tests that
+    # play the worker's part through the store (claiming a job's task, recording results)
     return load_settings(
         data_dir=data_dir,
         auth={"admin_password": ADMIN_PASSWORD, **auth},
+        worker={"enabled": worker},
     )
 
 
@@ -138,11 +141,12 @@ class _Builder:
         self,
         database_url: str | None = None,
         clock: Callable[[], datetime] | None = None,
+        worker: bool = False,
         **auth: Any,
     ) -> Api:
         data_dir = self.root / f"data{len(self.built)}"
         data_dir.mkdir()
-        settings = make_settings(data_dir, **auth)
+        settings = make_settings(data_dir, worker=worker, **auth)
         store = SqlJobStore(database_url or settings.database_url, clock=clock)
         await store.migrate()
         storage = LocalStorage(data_dir / "buckets")
@@ -171,7 +175,7 @@ class _Builder:
 
 @pytest.fixture
 async def make_api(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """Factory: ``await make_api(database_url=None, clock=None, **auth_settings)``."""
+    """Factory: ``await make_api(database_url=None, clock=None, worker=False, **auth)``."""
     builder = _Builder(tmp_path)
     yield builder
     await builder.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -17,7 +18,8 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
-async def test_metrics_after_a_job(api: Api) -> None:
+async def test_metrics_after_a_job(make_api: Callable[..., Awaitable[Api]]) -> None:
+    api = await make_api(worker=True)  # the app's own worker runs the job
     bucket = api.storage.root / "b1"
     for i in range(250):
         (bucket / f"k{i:03d}").write_bytes(b"x" * i)
