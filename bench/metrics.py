@@ -166,6 +166,24 @@ HEADER = (
 )
 
 
+def rows(
+    count: int, ours: dict[str, Any], result: dict[str, Any], theirs: str, rclone: dict[str, Any]
+) -> list[str]:
+    """The table's rows: our job alone, our whole process, rclone."""
+    return [
+        HEADER,
+        row(
+            "objectjobs METRIC_RECONCILIATION (job)",
+            count,
+            ours,
+            result["job_s"],
+            result["job_cpu_s"],
+        ),
+        row("objectjobs (whole process incl. start-up)", count, ours),
+        row(theirs, count, rclone),
+    ]
+
+
 def bench_local(count: int) -> list[str]:
     root = Path(tempfile.mkdtemp(prefix="oj-bench-local-"))
     make_local(root, "bench", count)
@@ -178,16 +196,7 @@ def bench_local(count: int) -> list[str]:
     return [
         f"### {count:,} local files (embedded default: local driver, SQLite)",
         "",
-        HEADER,
-        row(
-            "objectjobs METRIC_RECONCILIATION (job)",
-            count,
-            ours,
-            result["job_s"],
-            result["job_cpu_s"],
-        ),
-        row("objectjobs (whole process incl. start-up)", count, ours),
-        row("rclone size", count, rclone),
+        *rows(count, ours, result, "rclone size", rclone),
         "",
     ]
 
@@ -226,16 +235,7 @@ def bench_rgw(count: int) -> list[str]:
     return [
         f"### {count:,} objects of 1 KiB on Ceph RGW (S3 driver)",
         "",
-        HEADER,
-        row(
-            "objectjobs METRIC_RECONCILIATION (job)",
-            count,
-            ours,
-            result["job_s"],
-            result["job_cpu_s"],
-        ),
-        row("objectjobs (whole process incl. start-up)", count, ours),
-        row("rclone size --fast-list", count, rclone),
+        *rows(count, ours, result, "rclone size --fast-list", rclone),
         "",
         f"Raw listing ceiling (s3_bench_raw.py's client, ListObjectsV2, one connection): "
         f"{listed / seconds:,.0f} keys/s ({seconds:.2f} s). Our job lists with versions "

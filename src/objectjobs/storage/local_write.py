@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from objectjobs.errors import BucketNotFound, ObjectNotFound, StorageError
@@ -106,23 +106,31 @@ def install(
     lf.write_atomic(paths.sidecar(bucket, key), sc.to_bytes(), paths.tmp)
 
 
+@contextlib.contextmanager
+def _temp_file(paths: LocalPaths) -> Iterator[str]:
+    """A fresh temp file path for the block to write; the file is removed if it fails
+    (on success the caller renames it into place)."""
+    tmp = paths.tmp_file()
+    try:
+        yield tmp
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_new(
     paths: LocalPaths, bucket: str, key: str, data: bytes, meta: ObjectMeta | None
 ) -> str:
     """Write a whole small body: the file, its rename and sidecar in one thread hop."""
     dest = paths.file(bucket, key)  # validates before writing
-    tmp = paths.tmp_file()
-    try:
+    with _temp_file(paths) as tmp:
         fd = os.open(tmp, _O_NEW, 0o666)
         try:
             lf.write_all(fd, data)
             st = os.fstat(fd)  # size and mtime final: recorded in the sidecar
         finally:
             os.close(fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     etag = f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
     tags = dict(meta.tags or {}) if meta else {}
     install(paths, tmp, bucket, key, etag, lf.meta_to_json(meta), tags, st, dest)
@@ -164,8 +172,7 @@ def copy_object(
         fd_in = os.open(src, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         raise paths.missing(src_bucket, src_key) from None
-    tmp = paths.tmp_file()
-    try:
+    with _temp_file(paths) as tmp:
         try:
             st_src = os.fstat(fd_in)
             if not stat.S_ISREG(st_src.st_mode):  # a directory opens fine read-only
@@ -191,10 +198,6 @@ def copy_object(
                 os.close(fd_out)
         finally:
             os.close(fd_in)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     meta = req.meta
     if meta is None:
         new_meta = sc.meta if sc else {}

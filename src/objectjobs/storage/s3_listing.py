@@ -173,16 +173,7 @@ def _objects_fast(text: str) -> list[ObjectVersion] | None:
         return None
     decode = _url_decoder(_top(text, "EncodingType"))
     return [
-        ObjectVersion(
-            decode(_unescape(key)),
-            None,
-            True,
-            False,
-            int(size),
-            quote_etag(_unescape(etag)),
-            _parse_time(modified),
-            storage_class or "STANDARD",
-        )
+        _current(decode(_unescape(key)), size, _unescape(etag), modified, storage_class)
         for key, modified, etag, size, storage_class in rows
     ]
 
@@ -191,15 +182,12 @@ def _objects_tree(body: bytes) -> list[ObjectVersion]:
     root = ET.fromstring(body)
     decode = _key_decoder(root)
     return [
-        ObjectVersion(
+        _current(
             decode(f.get("Key", "")),
-            None,
-            True,
-            False,
-            int(f.get("Size") or 0),
-            quote_etag(f.get("ETag")),
-            _parse_time(f.get("LastModified", "")),
-            f.get("StorageClass") or "STANDARD",
+            f.get("Size", ""),
+            f.get("ETag", ""),
+            f.get("LastModified", ""),
+            f.get("StorageClass", ""),
         )
         for _, _, f in _entries(root, ("Contents",))
     ]
@@ -246,6 +234,20 @@ def _versions_tree(body: bytes) -> list[ObjectVersion]:
         )
         for _, kind, f in _entries(root, ("Version", "DeleteMarker"))
     ]
+
+
+def _current(key: str, size: str, etag: str, modified: str, storage_class: str) -> ObjectVersion:
+    """A ListObjectsV2 entry from its fields' texts (both readings)."""
+    return ObjectVersion(
+        key,
+        None,
+        True,
+        False,
+        int(size or 0),
+        quote_etag(etag),
+        _parse_time(modified),
+        storage_class or "STANDARD",
+    )
 
 
 def _version(
