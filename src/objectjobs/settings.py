@@ -91,8 +91,15 @@ class AuthSettings(BaseModel):
     external: ExternalIssuerSettings | None = None
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class WorkerSettings(BaseModel):
     enabled: bool = True
+    # worker processes on this node, the serving one included: Python runs one thread of
+    # Python at a time, so one process per core is what keeps every core working
+    processes: int = Field(default_factory=_cores, ge=1, le=256)
     concurrency: int = Field(16, ge=1, le=1024)
     lease_s: float = Field(30.0, gt=0)
     heartbeat_s: float = Field(5.0, gt=0)

@@ -43,6 +43,8 @@ def test_three_workers_share_survive_a_kill_and_all_stop_on_cancel(
         "OBJECTJOBS_WORKER__HEARTBEAT_S": "1",
         "OBJECTJOBS_WORKER__PARTITION_OBJECTS": "1000",
         "OBJECTJOBS_WORKER__CONCURRENCY": "8",
+        # three workers of one process each: the nodes this test is about
+        "OBJECTJOBS_WORKER__PROCESSES": "1",
     }
     api = run_serve(
         tmp_path, "--port", str(port), env=clean_env(OBJECTJOBS_WORKER__ENABLED="false", **env)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -31,11 +31,16 @@ API_PREFIXES = ("/mapi/v1", "/v1")
 
 
 def create_app(
-    settings: Settings, *, store: JobStore | None = None, storage: Storage | None = None
+    settings: Settings,
+    *,
+    store: JobStore | None = None,
+    storage: Storage | None = None,
+    background: Sequence[Callable[[], AbstractAsyncContextManager[Any]]] = (),
 ) -> FastAPI:
     """The API application. ``store``/``storage`` given are used as they are and left open
     at shutdown (the caller owns them); otherwise the lifespan opens them from ``settings``
-    (migrating the store) and closes them."""
+    (migrating the store) and closes them. ``background``: contexts entered once the app
+    is up and exited at its shutdown (``objectjobs serve``'s worker processes)."""
 
     metrics = Metrics()
 
@@ -74,6 +79,8 @@ def create_app(
 
                 worker = Worker(settings, the_store, the_storage, metrics=metrics)
                 await stack.enter_async_context(worker.running())
+            for context in background:
+                await stack.enter_async_context(context())
 
             yield
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from pathlib import Path
@@ -16,6 +17,9 @@ from objectjobs.cli.common import build_settings, one_line_errors, run
 from objectjobs.errors import ObjectJobsError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
+
     from objectjobs.settings import Settings
 
 log = logging.getLogger("objectjobs.cli")
@@ -111,8 +115,15 @@ async def _serve(settings: Settings) -> None:
             _say(f"admin user: {admin} (password from auth.admin_password)")
         else:
             _say(f"admin user: {admin} (password as generated at first start)")
+        background: list[Callable[[], AbstractAsyncContextManager[Any]]] = []
+        if settings.worker.enabled and settings.worker.processes > 1:
+            from objectjobs.cli.worker_pool import WorkerProcesses
+
+            # the app runs one worker; the others are processes of their own. They run in
+            # the app's lifespan, so they are stopped before uvicorn re-raises its signal.
+            background.append(WorkerProcesses(settings, settings.worker.processes - 1).running)
         config = uvicorn.Config(
-            create_app(settings, store=store, storage=storage),
+            create_app(settings, store=store, storage=storage, background=background),
             host=settings.server.host,
             port=port,
             ssl_certfile=str(tls[0]) if tls else None,
@@ -151,6 +162,7 @@ def serve(
 
 
 async def _work(settings: Settings) -> None:
+    from objectjobs.cli.worker_pool import WorkerProcesses
     from objectjobs.wiring import open_default_storage, open_store
     from objectjobs.worker import run_worker, tune_gc
 
@@ -159,35 +171,54 @@ async def _work(settings: Settings) -> None:
         stack.push_async_callback(store.close)
         storage = open_default_storage(settings)
         stack.push_async_callback(storage.close)
+        if settings.worker.processes > 1:  # started once the store's schema is up to date
+            pool = WorkerProcesses(settings, settings.worker.processes - 1)
+            await stack.enter_async_context(pool.running())
         log.info("worker started")
         tune_gc()
         await run_worker(settings, store, storage)
 
 
-async def _worker(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, which cancel the work: running tasks stop, their leases
-    lapse and another worker resumes them from their last checkpoint."""
+async def work_until_stopped(settings: Settings, *, stop_on_eof: int | None = None) -> None:
+    """Run a worker until SIGTERM or SIGINT (or end of file on ``stop_on_eof``), which
+    cancel the work: running tasks stop, their leases lapse and another worker resumes
+    them from their last checkpoint."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
-    signalled: list[int] = []
+    stopped: list[object] = []
 
-    def stop(sig: int) -> None:
-        signalled.append(sig)
-        main.cancel()
+    def stop(why: object) -> None:
+        if not stopped:
+            stopped.append(why)
+            main.cancel()
+
+    def read_or_stop() -> None:
+        assert stop_on_eof is not None
+        try:
+            ended = not os.read(stop_on_eof, 4096)
+        except OSError:
+            ended = True
+        if ended:
+            loop.remove_reader(stop_on_eof)
+            stop("end of input")
 
     # installed before the store is opened, so a stop during start-up is clean too
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig)
+    if stop_on_eof is not None:
+        loop.add_reader(stop_on_eof, read_or_stop)
     try:
         await _work(settings)
     except asyncio.CancelledError:
-        if not signalled:
+        if not stopped:
             raise
         main.uncancel()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if stop_on_eof is not None:
+            loop.remove_reader(stop_on_eof)
     log.info("worker stopped")
 
 
@@ -198,4 +229,4 @@ def worker(config: Config = None) -> None:
 
     settings = build_settings(config)
     setup_logging(settings)
-    run(_worker(settings))
+    run(work_until_stopped(settings))
