@@ -199,6 +199,39 @@ def test_sidecar_bytes_are_the_json_encoders(
     assert sc.to_bytes() == json.dumps(expected, separators=(",", ":")).encode()
 
 
+@pytest.mark.parametrize(
+    ("meta", "tags"),
+    [({}, {}), ({"content_type": "text/plain"}, {}), ({}, {"t": "ü"}), ({"metadata": {}}, {})],
+)
+@pytest.mark.parametrize("etag", ['"0123456789abcdef0123456789abcdef"', '"x\\"y-ü"'])
+def test_a_written_objects_sidecar_is_the_sidecars_own_encoding(
+    tmp_path: Path, meta: dict[str, Any], tags: dict[str, str], etag: str
+) -> None:
+    (tmp_path / "f").write_bytes(b"x" * 1024)
+    st = os.stat(tmp_path / "f")
+    sc = lf.Sidecar(etag, st.st_size, st.st_mtime_ns, meta, tags)
+    assert local_write.sidecar_bytes(etag, st, meta, tags) == sc.to_bytes()
+
+
+async def test_copy_of_a_small_file_finishes_a_short_write(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = LocalStorage(root)
+    await s.create_bucket("sw")
+    body = os.urandom(1000)
+    (root / "sw" / "theirs").write_bytes(body)
+    write = os.write
+
+    def short(fd: int, data: Any) -> int:
+        return write(fd, bytes(data)[:300])  # as a write interrupted by a signal may be
+
+    monkeypatch.setattr(local_write.os, "write", short)
+    result = await s.copy("sw", "theirs", "sw", "copy")
+    monkeypatch.undo()
+    assert (result.etag, result.size) == (f'"{hashlib.md5(body).hexdigest()}"', 1000)
+    assert (root / "sw" / "copy").read_bytes() == body
+
+
 async def test_copy_batches_in_flight_are_limited(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
