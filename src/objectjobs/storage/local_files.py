@@ -306,7 +306,11 @@ def _walk(
     # The hot loop of every local listing: per entry it costs about as much as the stat
     # itself, so it avoids calls it can (the filter when there is none, Path objects).
     filtered = bool(prefix or start_after)
-    entries: list[tuple[str, bool, os.DirEntry[str]]] = []
+    # name (a directory's with "/": its sort key below ``base``) -> is a directory. Names,
+    # not DirEntry objects: e.stat() caches its result in the entry, and a directory's
+    # worth of live entries and stat results cost ~3 us per file more than os.lstat
+    # (memory touched instead of reused), measured on 200,000 files.
+    found: dict[str, bool] = {}
     try:
         with os.scandir(directory) as it:
             for e in it:
@@ -317,25 +321,28 @@ def _walk(
                 except OSError:
                     continue
                 name = e.name
-                if not _is_utf8(name):
+                if not name.isascii() and not _is_utf8(name):
                     continue
-                sort_key = base + name + "/" if is_dir else base + name
-                if not filtered or _relevant(sort_key, is_dir, prefix, start_after):
-                    entries.append((sort_key, is_dir, e))
+                if is_dir:
+                    name += "/"
+                if not filtered or _relevant(base + name, is_dir, prefix, start_after):
+                    found[name] = is_dir
     except FileNotFoundError:
         return
-    entries.sort(key=_first)
     # which files have sidecars: one scandir instead of a failed open per foreign file
     sidecars: set[str] | None = set() if meta_dir is None else None
-    for sort_key, is_dir, e in entries:
+    # siblings' sort keys share ``base``: sorting the names alone orders them the same
+    for name in sorted(found):
+        sort_key = base + name
         if end_key is not None and sort_key > end_key:
             return
-        if is_dir:
-            sub_meta = None if meta_dir is None else f"{meta_dir}/{e.name}"
-            yield from _walk(e.path, sub_meta, sort_key, prefix, start_after, end_key)
+        if found[name]:
+            sub = name[:-1]
+            sub_meta = None if meta_dir is None else f"{meta_dir}/{sub}"
+            yield from _walk(f"{directory}/{sub}", sub_meta, sort_key, prefix, start_after, end_key)
             continue
         try:
-            st = e.stat(follow_symlinks=False)
+            st = os.lstat(f"{directory}/{name}")
         except OSError:
             continue  # deleted while listing
         if sidecars is None:
@@ -346,13 +353,9 @@ def _walk(
                 sidecars = set()
         etag = None
         if sidecars:
-            sidecar_name = e.name + ".json"
+            sidecar_name = name + ".json"
             if sidecar_name in sidecars:
                 etag = sidecar_etag(f"{meta_dir}/{sidecar_name}", st)
         yield ObjectVersion(
             sort_key, None, True, False, st.st_size, etag, utc_from_ns(st.st_mtime_ns)
         )
-
-
-def _first(entry: tuple[str, bool, os.DirEntry[str]]) -> str:
-    return entry[0]
