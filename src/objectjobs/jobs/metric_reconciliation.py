@@ -31,13 +31,8 @@ class MetricReconciliation(JobHandler):
 
     async def plan(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> PlanBatch:
         usage = Usage.from_dict(ctx.state.get("usage", {}))
-        count = size = 0
-        for group in groups:
-            for version in group:
-                usage.count_version(version)
-                count += 1
-                if not version.is_delete_marker:
-                    size += version.size
+        versions = [version for group in groups for version in group]
+        count, size = len(versions), usage.count_versions(versions)
         ctx.state["usage"] = usage.to_dict()
         decided = PlanBatch(evaluated=count)
         decided.add("count", size, count)
