@@ -349,7 +349,11 @@ class TaskRunner:
         after ``start_after`` and up to ``end_key``; a transient listing error restarts the
         listing after the last key yielded, with backoff."""
         storage, bucket = ctx.storage, ctx.job.bucket
-        lister = storage.list_versions if handler.listing == "versions" else storage.list_objects
+        lister = {
+            "versions": storage.list_versions,
+            "sized": storage.list_versions_sized,
+            "objects": storage.list_objects,
+        }[handler.listing]
         batch_cap = PAGE_SIZE
         if limiter is not None:
             batch_cap = max(1, min(PAGE_SIZE, int(float(ctx.params["objectsPerSecond"]) / 4)))

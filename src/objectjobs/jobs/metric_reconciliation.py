@@ -25,7 +25,9 @@ from objectjobs.usage import Usage, usage_delta
 
 
 class MetricReconciliation(JobHandler):
-    listing = "versions"
+    # counting needs sizes, not etags: a local bucket written by objectjobs then lists
+    # without a sidecar read per object (~7 instead of ~25 us per object)
+    listing = "sized"
     processed_in_plan = True
     plans_while_examining = True
 
