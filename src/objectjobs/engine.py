@@ -141,15 +141,16 @@ class TaskRunner:
             progress, committed, dirty = Progress(), time.monotonic(), False
 
         async for batch in self._key_groups(handler, ctx, cutter.listed_to, None):
-            unplanned, dirty = 0, True  # unplanned: index of the first group not planned yet
-            for i, group in enumerate(batch):
-                cutter.add(group)
+            # counted: groups added to the cut; unplanned: index of the first not planned yet
+            counted, unplanned, dirty = 0, 0, True
+            while counted < len(batch):
+                counted = cutter.fill(batch, counted, size)
                 if cutter.objects >= size:
                     if planning:
-                        planned = batch[unplanned : i + 1]
+                        planned = batch[unplanned:counted]
                         progress += await self._plan_examined(handler, ctx, planned, results)
-                        unplanned = i + 1
-                    partitions.append(cutter.cut(group[0].key))
+                        unplanned = counted
+                    partitions.append(cutter.cut(batch[counted - 1][0].key))
                     ctx.state = cutter.partition_state
             if planning and unplanned < len(batch):
                 progress += await self._plan_examined(handler, ctx, batch[unplanned:], results)
@@ -348,7 +349,11 @@ class TaskRunner:
         after ``start_after`` and up to ``end_key``; a transient listing error restarts the
         listing after the last key yielded, with backoff."""
         storage, bucket = ctx.storage, ctx.job.bucket
-        lister = storage.list_versions if handler.listing == "versions" else storage.list_objects
+        lister = {
+            "versions": storage.list_versions,
+            "sized": storage.list_versions_sized,
+            "objects": storage.list_objects,
+        }[handler.listing]
         batch_cap = PAGE_SIZE
         if limiter is not None:
             batch_cap = max(1, min(PAGE_SIZE, int(float(ctx.params["objectsPerSecond"]) / 4)))

@@ -101,8 +101,10 @@ class JobContext:
 class JobHandler(abc.ABC):
     """One job type's logic. Instances are stateless; per-task state lives in ctx.state."""
 
-    #: "versions" lists every version and delete marker; "objects" current objects only
-    listing: Literal["versions", "objects"] = "versions"
+    #: "versions" lists every version and delete marker; "objects" current objects only;
+    #: "sized" is "versions" for a handler that needs no etag (``list_versions_sized``:
+    #: the local driver then reads no sidecar file per object)
+    listing: Literal["versions", "sized", "objects"] = "versions"
     #: True when evaluating an object is its whole handling (counting), so PROCESS advances
     #: ``jobStats.processed``; otherwise only EXECUTE (or a dry run's PROCESS) does
     processed_in_plan: bool = False

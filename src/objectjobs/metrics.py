@@ -33,7 +33,13 @@ STORAGE_CALLS = (
     "copy", "delete", "delete_many", "get_tags", "put_tags", "create_upload", "upload_part",
     "complete_upload", "abort_upload",
 )  # fmt: skip
-STORAGE_LISTINGS = ("list_objects", "list_versions", "list_uploads", "list_parts")
+STORAGE_LISTINGS = (
+    "list_objects",
+    "list_versions",
+    "list_versions_sized",
+    "list_uploads",
+    "list_parts",
+)
 
 
 class Metrics:

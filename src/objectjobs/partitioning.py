@@ -11,11 +11,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from objectjobs.models import Task
 from objectjobs.storage.interface import ObjectVersion
 from objectjobs.store.interface import NewTask
+
+_FIRST = itemgetter(0)
+_IS_DELETE_MARKER = attrgetter("is_delete_marker")
+_SIZE = attrgetter("size")
 
 
 @dataclass
@@ -61,6 +66,29 @@ class PartitionCutter:
             self.objects += len(group)
             self.bytes += sum(v.size for v in group if not v.is_delete_marker)
         self.listed_to = first.key
+
+    def fill(self, groups: Sequence[Sequence[ObjectVersion]], start: int, limit: int) -> int:
+        """``add`` ``groups[start:]`` in order until the partition holds ``limit`` objects or
+        more (that group included); the index after the last group added."""
+        # every key has a version: no more than ``room`` groups can fit
+        end = min(len(groups), start + max(1, limit - self.objects))
+        chunk = groups[start:end]
+        if chunk and sum(map(len, chunk)) == len(chunk):
+            # one version per key (every listing of an unversioned bucket): counted by C
+            # loops over the batch, not a call per key
+            firsts = list(map(_FIRST, chunk))
+            self.objects += len(firsts)
+            if any(map(_IS_DELETE_MARKER, firsts)):
+                self.bytes += sum(v.size for v in firsts if not v.is_delete_marker)
+            else:
+                self.bytes += sum(map(_SIZE, firsts))
+            self.listed_to = firsts[-1].key
+            return end
+        for i in range(start, len(groups)):
+            self.add(groups[i])
+            if self.objects >= limit:
+                return i + 1
+        return len(groups)
 
     def cut(self, end_key: str | None) -> NewTask:
         """Close the partition being filled at ``end_key`` (None: open-ended, the last)."""

@@ -33,7 +33,7 @@ class CountingStorage(LocalStorage):
         self.listed = 0
         self.fail_after_pages: int | None = None
 
-    async def list_versions(  # type: ignore[override]
+    async def list_objects(  # type: ignore[override]
         self,
         bucket: str,
         *,
@@ -41,10 +41,17 @@ class CountingStorage(LocalStorage):
         start_after: str = "",
         end_key: str | None = None,
         page_size: int = 1000,
+        etags: bool = True,
     ) -> AsyncIterator[list[ObjectVersion]]:
+        # every listing of the local driver (versions, sized versions) is this one
         pages = 0
-        async for page in super().list_versions(
-            bucket, prefix=prefix, start_after=start_after, end_key=end_key, page_size=page_size
+        async for page in super().list_objects(
+            bucket,
+            prefix=prefix,
+            start_after=start_after,
+            end_key=end_key,
+            page_size=page_size,
+            etags=etags,
         ):
             if self.fail_after_pages is not None and pages >= self.fail_after_pages:
                 raise StorageError("worker gone")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from objectjobs.models import JobState
 from objectjobs.settings import Settings
+from objectjobs.storage import local_files
 from objectjobs.storage.local import LocalStorage
 from objectjobs.store.interface import JobStore
 
@@ -70,3 +73,31 @@ async def test_fix_false_reports_without_replacing_the_stored_usage(
     assert final.state is JobState.COMPLETE
     assert final.usage is not None and final.usage["after"]["currentBytes"] == 5
     assert await store.get_usage("m2") is None
+
+
+async def test_counts_without_reading_a_sidecar_per_object(
+    store: JobStore,
+    local: LocalStorage,
+    settings: Settings,
+    owner: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await local.create_bucket("m3")
+    for i in range(30):
+        await local.put("m3", f"d/{i:02d}", b"x" * i)  # each with its etag's sidecar
+    sidecar_reads: list[str] = []
+    read = local_files.sidecar_etag
+
+    def counted(path: str, st: os.stat_result) -> str | None:
+        sidecar_reads.append(path)
+        return read(path, st)
+
+    monkeypatch.setattr(local_files, "sidecar_etag", counted)
+    job = await create_job(store, owner, "m3")
+    async with running_workers(settings, store, local):
+        final = await wait_for(store, job.id)
+    assert final.state is JobState.COMPLETE, final.failure_reasons
+    assert final.usage is not None
+    assert final.usage["after"]["currentObjects"] == 30
+    assert final.usage["after"]["currentBytes"] == sum(range(30))
+    assert sidecar_reads == []  # sizes are all a count needs

@@ -252,3 +252,39 @@ async def test_copy_batches_in_flight_are_limited(
     monkeypatch.setattr(local_write, "copy_many", slow_batch)
     await asyncio.gather(*(s.copy_many("a1", "b1", []) for _ in range(8)))
     assert most == 2
+
+
+def test_walk_skips_a_file_removed_after_its_directory_was_read(root: Path) -> None:
+    bucket = root / "w"
+    (bucket / "d").mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        (bucket / "d" / name).write_bytes(name.encode() * 2)
+    os.symlink(bucket / "d" / "a", bucket / "d" / "link")  # neither file nor directory
+    walk = lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None)
+    first = next(walk)  # "d" has been read: its names are known, their stats not yet taken
+    (bucket / "d" / "b").unlink()
+    rest = list(walk)
+    assert [first.key, *(v.key for v in rest)] == ["d/a", "d/c"]
+    st = os.lstat(bucket / "d" / "c")
+    assert (rest[0].size, rest[0].last_modified) == (2, lf.utc_from_ns(st.st_mtime_ns))
+
+
+def test_walk_holds_one_directory_descriptor_at_a_time_and_closes_it(root: Path) -> None:
+    bucket = root / "fds"
+    for key in ("d/a", "d/s/t/u/deep", "d/s/t/v", "d/z", "e"):
+        (bucket / key).parent.mkdir(parents=True, exist_ok=True)
+        (bucket / key).write_bytes(b"x")
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    walk = lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None)
+    assert [next(walk).key for _ in range(2)] == ["d/a", "d/s/t/u/deep"]
+    assert open_fds() == before + 1  # the deepest directory's; its parents' are closed
+    assert [v.key for v in walk] == ["d/s/t/v", "d/z", "e"]  # parents reopened after
+    assert open_fds() == before
+    abandoned = lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None)
+    next(abandoned)
+    abandoned.close()
+    assert open_fds() == before

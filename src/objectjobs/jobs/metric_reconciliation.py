@@ -25,19 +25,16 @@ from objectjobs.usage import Usage, usage_delta
 
 
 class MetricReconciliation(JobHandler):
-    listing = "versions"
+    # counting needs sizes, not etags: a local bucket written by objectjobs then lists
+    # without a sidecar read per object (~7 instead of ~25 us per object)
+    listing = "sized"
     processed_in_plan = True
     plans_while_examining = True
 
     async def plan(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> PlanBatch:
         usage = Usage.from_dict(ctx.state.get("usage", {}))
-        count = size = 0
-        for group in groups:
-            for version in group:
-                usage.count_version(version)
-                count += 1
-                if not version.is_delete_marker:
-                    size += version.size
+        versions = [version for group in groups for version in group]
+        count, size = len(versions), usage.count_versions(versions)
         ctx.state["usage"] = usage.to_dict()
         decided = PlanBatch(evaluated=count)
         decided.add("count", size, count)

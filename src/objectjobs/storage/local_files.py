@@ -24,6 +24,7 @@ from objectjobs.storage.interface import ObjectMeta, ObjectVersion
 
 META_DIR = ".objectjobs"
 CHUNK = 1024 * 1024
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 # temp file names: the pid tells processes (and a forked child) apart, the token two runs
 # that got the same pid, the counter the files of one process (uuid4 cost a getrandom
@@ -306,53 +307,77 @@ def _walk(
     # The hot loop of every local listing: per entry it costs about as much as the stat
     # itself, so it avoids calls it can (the filter when there is none, Path objects).
     filtered = bool(prefix or start_after)
-    entries: list[tuple[str, bool, os.DirEntry[str]]] = []
+    # Files are stat'ed relative to an open descriptor of their directory (fstatat): the
+    # kernel then resolves one name, not the whole path, ~1 us less per file. One
+    # descriptor per walk: it is closed while a subdirectory is walked, reopened after.
     try:
-        with os.scandir(directory) as it:
-            for e in it:
-                try:
-                    is_dir = e.is_dir(follow_symlinks=False)
-                    if not is_dir and not e.is_file(follow_symlinks=False):
-                        continue
-                except OSError:
-                    continue
-                name = e.name
-                if not _is_utf8(name):
-                    continue
-                sort_key = base + name + "/" if is_dir else base + name
-                if not filtered or _relevant(sort_key, is_dir, prefix, start_after):
-                    entries.append((sort_key, is_dir, e))
+        fd = os.open(directory, _DIR_FLAGS)
     except FileNotFoundError:
         return
-    entries.sort(key=_first)
-    # which files have sidecars: one scandir instead of a failed open per foreign file
-    sidecars: set[str] | None = set() if meta_dir is None else None
-    for sort_key, is_dir, e in entries:
-        if end_key is not None and sort_key > end_key:
-            return
-        if is_dir:
-            sub_meta = None if meta_dir is None else f"{meta_dir}/{e.name}"
-            yield from _walk(e.path, sub_meta, sort_key, prefix, start_after, end_key)
-            continue
+    try:
+        # name (a directory's with "/": its sort key below ``base``) -> is a directory.
+        # Names, not DirEntry objects: e.stat() caches its result in the entry, and a
+        # directory's worth of live entries and stat results cost ~3 us per file more
+        # (memory touched instead of reused), measured on 200,000 files.
+        found: dict[str, bool] = {}
         try:
-            st = e.stat(follow_symlinks=False)
-        except OSError:
-            continue  # deleted while listing
-        if sidecars is None:
+            with os.scandir(fd) as it:
+                for e in it:
+                    try:
+                        is_dir = e.is_dir(follow_symlinks=False)
+                        if not is_dir and not e.is_file(follow_symlinks=False):
+                            continue
+                    except OSError:
+                        continue
+                    name = e.name
+                    if not name.isascii() and not _is_utf8(name):
+                        continue
+                    if is_dir:
+                        name += "/"
+                    if not filtered or _relevant(base + name, is_dir, prefix, start_after):
+                        found[name] = is_dir
+        except FileNotFoundError:
+            return
+        # which files have sidecars: one scandir instead of a failed open per foreign file
+        sidecars: set[str] | None = set() if meta_dir is None else None
+        # siblings' sort keys share ``base``: sorting the names alone orders them the same
+        for name in sorted(found):
+            sort_key = base + name
+            if end_key is not None and sort_key > end_key:
+                return
+            if found[name]:
+                if fd >= 0:
+                    os.close(fd)
+                    fd = -1
+                sub = name[:-1]
+                sub_meta = None if meta_dir is None else f"{meta_dir}/{sub}"
+                yield from _walk(
+                    f"{directory}/{sub}", sub_meta, sort_key, prefix, start_after, end_key
+                )
+                continue
+            if fd < 0:
+                try:
+                    fd = os.open(directory, _DIR_FLAGS)
+                except FileNotFoundError:
+                    return  # removed while listing, with the files left in it
             try:
-                with os.scandir(meta_dir) as it:
-                    sidecars = {m.name for m in it}
-            except (FileNotFoundError, NotADirectoryError):
-                sidecars = set()
-        etag = None
-        if sidecars:
-            sidecar_name = e.name + ".json"
-            if sidecar_name in sidecars:
-                etag = sidecar_etag(f"{meta_dir}/{sidecar_name}", st)
-        yield ObjectVersion(
-            sort_key, None, True, False, st.st_size, etag, utc_from_ns(st.st_mtime_ns)
-        )
-
-
-def _first(entry: tuple[str, bool, os.DirEntry[str]]) -> str:
-    return entry[0]
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                continue  # deleted while listing
+            if sidecars is None:
+                try:
+                    with os.scandir(meta_dir) as it:
+                        sidecars = {m.name for m in it}
+                except (FileNotFoundError, NotADirectoryError):
+                    sidecars = set()
+            etag = None
+            if sidecars:
+                sidecar_name = name + ".json"
+                if sidecar_name in sidecars:
+                    etag = sidecar_etag(f"{meta_dir}/{sidecar_name}", st)
+            yield ObjectVersion(
+                sort_key, None, True, False, st.st_size, etag, utc_from_ns(st.st_mtime_ns)
+            )
+    finally:
+        if fd >= 0:
+            os.close(fd)
