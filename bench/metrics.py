@@ -63,7 +63,10 @@ async def job_child(kind: str, bucket: str, root: str, endpoint: dict[str, str])
     data = Path(tempfile.mkdtemp(prefix="oj-bench-"))
     # the worker's default polling, as `objectjobs worker` runs: it claims the next task as
     # soon as one ends; a 50 ms poll spent ~13% of the job's Python time probing for work
-    settings = load_settings(data_dir=data)
+    # One worker process: the job's work is its one EXAMINE listing, which one process
+    # runs; the embedded default's other processes (worker.processes) would share only
+    # the PROCESS tasks after it (~0.3 s here) and add their start-up to this process's.
+    settings = load_settings(data_dir=data, worker={"processes": 1})
     store = SqlJobStore(f"sqlite:///{data / 'jobs.db'}")
     await store.migrate()
     if kind == "local":
