@@ -3,17 +3,19 @@ they share a job's partitions, and end with the server however it ends (SPEC §4
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cli.mapi import Mapi
 from tests.cli.serving import clean_env, run_serve
 from tests.servers import free_port
 
@@ -47,7 +49,12 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
 
 
-def _start(tmp_path: Path, processes: int) -> tuple[subprocess.Popen[bytes], str, Path]:
+@contextlib.contextmanager
+def _serving(
+    tmp_path: Path, processes: int
+) -> Iterator[tuple[subprocess.Popen[bytes], Mapi, Path]]:
+    """``objectjobs serve`` with ``processes`` worker processes, all of them started; stopped
+    with SIGTERM at the end unless the test ended it."""
     data_dir, port = tmp_path / "data", free_port()
     env = clean_env(
         OBJECTJOBS_AUTH__ADMIN_PASSWORD=PASSWORD,
@@ -56,8 +63,26 @@ def _start(tmp_path: Path, processes: int) -> tuple[subprocess.Popen[bytes], str
         OBJECTJOBS_WORKER__LEASE_S="3",
         OBJECTJOBS_WORKER__HEARTBEAT_S="1",
     )
-    proc = run_serve(tmp_path, "--data-dir", str(data_dir), "--port", str(port), env=env)
-    return proc, f"http://127.0.0.1:{port}", data_dir
+    serve = run_serve(tmp_path, "--data-dir", str(data_dir), "--port", str(port), env=env)
+    try:
+        mapi = connect_when_ready(f"http://127.0.0.1:{port}", serve, PASSWORD)
+        log = tmp_path / "serve.stderr"
+        _wait_for(lambda: len(_workers_started(log)) == processes, f"{processes} worker(s)")
+        yield serve, mapi, data_dir
+    finally:
+        if serve.poll() is None:
+            serve.send_signal(signal.SIGTERM)
+            try:
+                serve.wait(30)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                serve.wait(10)
+
+
+def _stopped_cleanly(serve: subprocess.Popen[bytes]) -> bool:
+    serve.send_signal(signal.SIGTERM)
+    # uvicorn ends by re-raising the signal it handled, once shut down cleanly
+    return serve.wait(30) in (0, -signal.SIGTERM)
 
 
 def _workers_started(log: Path) -> set[str]:
@@ -66,10 +91,7 @@ def _workers_started(log: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_serve_with_two_processes_shares_one_job_between_them(tmp_path: Path) -> None:
-    serve, url, data_dir = _start(tmp_path, processes=2)
-    try:
-        mapi = connect_when_ready(url, serve, PASSWORD)
-        _wait_for(lambda: len(_workers_started(tmp_path / "serve.stderr")) == 2, "two workers")
+    with _serving(tmp_path, processes=2) as (serve, mapi, data_dir):
         [child] = _children(serve.pid)
         total = write_files(data_dir / "buckets" / "shared", OBJECTS)
         created = mapi.ok(
@@ -96,41 +118,25 @@ def test_serve_with_two_processes_shares_one_job_between_them(tmp_path: Path) ->
                 )
             }
         assert owners == {serve.pid, child}, owners
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        # uvicorn ends by re-raising the signal it handled, once shut down cleanly
-        assert serve.wait(30) in (0, -signal.SIGTERM)
+        assert _stopped_cleanly(serve)
     # the serving process stopped its worker process before it exited
     assert not _alive(child)
 
 
 @pytest.mark.slow
 def test_a_worker_process_ends_when_serve_is_killed(tmp_path: Path) -> None:
-    serve, url, _ = _start(tmp_path, processes=2)
-    try:
-        connect_when_ready(url, serve, PASSWORD)
-        _wait_for(lambda: len(_workers_started(tmp_path / "serve.stderr")) == 2, "two workers")
+    with _serving(tmp_path, processes=2) as (serve, _, _):
         [child] = _children(serve.pid)
         serve.send_signal(signal.SIGKILL)
         serve.wait(10)
         # orphaned, it reads the end of its input and stops as a stopped worker does
         _wait_for(lambda: not _alive(child), "the orphaned worker process to end", 15)
         assert "worker stopped" in (tmp_path / "serve.stderr").read_text()
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait(10)
 
 
 @pytest.mark.slow
 def test_one_process_starts_no_worker_process(tmp_path: Path) -> None:
-    serve, url, _ = _start(tmp_path, processes=1)
-    try:
-        connect_when_ready(url, serve, PASSWORD)
-        _wait_for(lambda: len(_workers_started(tmp_path / "serve.stderr")) == 1, "the worker")
+    with _serving(tmp_path, processes=1) as (serve, _, _):
         time.sleep(1)
         assert _children(serve.pid) == set()
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        # uvicorn ends by re-raising the signal it handled, once shut down cleanly
-        assert serve.wait(30) in (0, -signal.SIGTERM)
+        assert _stopped_cleanly(serve)
