@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from objectjobs.errors import InvalidRequest
 from objectjobs.models import JobState, JobType, Outcome, Progress, ResultRecord, User
@@ -53,6 +55,37 @@ async def test_results_paging_and_outcome_filter(store: SqlJobStore, user: User)
     assert await store.list_results(job.id, after=paged[-1][0]) == []
     with pytest.raises(InvalidRequest):
         await store.list_results(job.id, outcome="BROKEN")
+
+
+async def test_a_large_checkpoint_keeps_every_result_in_order(
+    store: SqlJobStore, user: User
+) -> None:
+    """On SQLite a checkpoint's results go in as multi-row INSERTs of at most 999 bound
+    values: rows on both sides of each statement's boundary keep their order and fields."""
+    job = await make_job(store, user)
+    outcomes = [Outcome.SUCCEEDED, Outcome.FAILED, Outcome.SKIPPED]
+    written = [
+        ResultRecord(
+            f"k{i:04d}",
+            f"v{i}" if i % 3 == 0 else None,
+            "expire" if i % 2 else "deleteVersion",
+            outcomes[i % 3],
+            "SlowDown" if outcomes[i % 3] is Outcome.FAILED else None,
+            f"m{i}" if i % 5 else None,
+        )
+        for i in range(300)
+    ]
+    executemany: list[bool] = []
+
+    @event.listens_for(store._db.engine.sync_engine, "before_cursor_execute")
+    def seen(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO results"):
+            executemany.append(many)
+
+    await record(store, job.id, written)
+    assert [r for _, r in await store.list_results(job.id, limit=1000)] == written
+    # SQLite: 142 + 142 + 16 rows, one statement each; PostgreSQL: one executemany
+    assert executemany == ([False] * 3 if store._db.sqlite else [True])
 
 
 async def test_failed_keys(store: SqlJobStore, user: User) -> None:
