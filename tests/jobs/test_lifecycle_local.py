@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from objectjobs.errors import InvalidRequest
-from objectjobs.jobs.lifecycle_update import LifecycleUpdate
+from objectjobs.errors import AccessDenied, InvalidRequest
+from objectjobs.handler import ExecBatch, JobContext, KeyGroup
+from objectjobs.jobs.lifecycle_update import DELETE_CHUNK_MIN, DELETE_SPLIT, LifecycleUpdate
 from objectjobs.models import JobState, JobType, NewJob, Outcome
 from objectjobs.settings import Settings
-from objectjobs.storage.interface import ObjectMeta, Storage
+from objectjobs.storage.interface import DeleteResult, ObjectMeta, Storage
 from objectjobs.storage.local import LocalStorage
 from objectjobs.store.interface import JobStore
 from tests.jobs.support import create_job, running_workers, wait_for
@@ -142,6 +145,109 @@ async def test_crash_and_resume_local(
     assert len(succeeded) == len(set(succeeded)) and set(succeeded) <= set(names)
     assert len(names) - len(succeeded) <= 1000 * 4  # at most one batch per running task
     assert done.failed == 0
+
+
+class _RecordingLocal(LocalStorage):
+    """The local driver declaring ``parallel_batch_delete`` as told, recording the keys of
+    every ``delete_many`` call; it answers an error for the keys in ``refuse`` and raises
+    for a whole call that carries ``boom``."""
+
+    def __init__(self, root: Path, *, parallel: bool) -> None:
+        super().__init__(root)
+        self.capabilities = dataclasses.replace(
+            LocalStorage.capabilities, parallel_batch_delete=parallel
+        )
+        self.calls: list[list[str]] = []
+        self.refuse: set[str] = set()
+        self.boom = ""
+
+    async def delete_many(
+        self, bucket: str, items: Sequence[tuple[str, str | None]]
+    ) -> list[DeleteResult]:
+        self.calls.append([key for key, _ in items])
+        if any(key == self.boom for key, _ in items):
+            raise AccessDenied("not today")
+        answers = iter(
+            await super().delete_many(bucket, [i for i in items if i[0] not in self.refuse])
+        )
+        return [
+            DeleteResult(key, vid, error_code="AccessDenied", error_message="refused")
+            if key in self.refuse
+            else next(answers)
+            for key, vid in items
+        ]
+
+
+class _BatchRecorder(LifecycleUpdate):
+    """LIFECYCLE_UPDATE recording the keys of every batch it executes."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    async def execute(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> ExecBatch:
+        self.batches.append([g[0].key for g in groups])
+        return await super().execute(ctx, groups)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+async def test_deletes_per_batch_follow_the_capability(
+    tmp_path: Path, store: JobStore, owner: int, settings: Settings, parallel: bool
+) -> None:
+    """A driver declaring ``parallel_batch_delete`` gets a batch's deletes as a few calls at
+    once; one that does not (the local driver) gets each batch in one call. Either way a
+    key the store refuses, or every key of a call that raised, is a failure."""
+    storage = _RecordingLocal(tmp_path / "rec", parallel=parallel)
+    handler = _BatchRecorder()
+    try:
+        await storage.create_bucket("bulk")
+        names = [f"k{i:04d}" for i in range(900)]
+        for name in names:
+            await storage.put("bulk", name, b"xy")
+        storage.refuse = {"k0003", "k0500"}
+        storage.boom = "k0850"
+        job = await create_job(
+            store,
+            owner,
+            "bulk",
+            JobType.LIFECYCLE_UPDATE,
+            policy=rules({"Expiration": {"Days": 1}}),
+            asOf=later(),
+            maxFailurePercent="100",
+        )
+        workers = running_workers(
+            settings, store, storage, handlers={JobType.LIFECYCLE_UPDATE: handler}
+        )
+        async with workers:
+            done = await wait_for(store, job.id)
+    finally:
+        await storage.close()
+    assert done.state is JobState.COMPLETE, done.failure_reasons
+    if parallel:
+        # up to DELETE_SPLIT calls of at least DELETE_CHUNK_MIN keys
+        size = {id(b): max(DELETE_CHUNK_MIN, -(-len(b) // DELETE_SPLIT)) for b in handler.batches}
+        expected = [
+            b[i : i + size[id(b)]] for b in handler.batches for i in range(0, len(b), size[id(b)])
+        ]
+    else:
+        expected = handler.batches
+    assert sorted(storage.calls) == sorted(expected)
+    assert sorted(k for c in storage.calls for k in c) == names
+    (blown,) = [c for c in storage.calls if "k0850" in c]
+    failed = {r.key: (r.error_code, r.message) for r in await results(store, done.id, "FAILED")}
+    assert failed == {
+        "k0003": ("AccessDenied", "refused"),
+        "k0500": ("AccessDenied", "refused"),
+        **{k: ("AccessDenied", "not today") for k in blown},
+    }
+    succeeded = await results(store, done.id, "SUCCEEDED")
+    assert sorted(r.key for r in succeeded) == sorted(set(names) - set(failed))
+    assert {(r.action, r.message) for r in succeeded} == {("expire", "rule r0")}
+    assert (done.processed, done.failed, done.bytes_done) == (
+        900 - len(failed),
+        len(failed),
+        2 * (900 - len(failed)),
+    )
+    assert await keys(storage, "bulk") == sorted(failed)
 
 
 @pytest.mark.s3

@@ -342,26 +342,34 @@ class LifecycleUpdate(JobHandler):
         self, ctx: JobContext, todo: list[lc.Decision], done: ExecBatch
     ) -> None:
         storage, bucket = ctx.storage, ctx.job.bucket
-        # a few requests in parallel rather than one of up to 1000: the store (or the local
-        # driver's thread) works on several at once, the batch limit still caps each
-        limit = storage.capabilities.max_batch_delete if storage.capabilities.batch_delete else 1
-        size = min(limit, max(DELETE_CHUNK_MIN, -(-len(todo) // DELETE_SPLIT)))
+        caps = storage.capabilities
+        limit = caps.max_batch_delete if caps.batch_delete else 1
+        if caps.parallel_batch_delete:
+            # a few requests in parallel rather than one of up to 1000: the store works on
+            # several at once, the batch limit still caps each
+            size = min(limit, max(DELETE_CHUNK_MIN, -(-len(todo) // DELETE_SPLIT)))
+        else:
+            size = limit
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
 
         async def run(chunk: list[lc.Decision]) -> list[DeleteResult]:
             return await storage.delete_many(bucket, [(d.key, d.version_id) for d in chunk])
 
-        # successes are most of a batch: counted once, not one Progress per object
+        # successes are most of a batch: counted once here, not by ``done.record`` (which
+        # adds a Progress per object)
         deleted = size_deleted = 0
+        results = done.results
+        succeeded = Outcome.SUCCEEDED
         for chunk, answer in zip(chunks, await ctx.run_each(run, chunks), strict=True):
-            for i, d in enumerate(chunk):
-                if isinstance(answer, BaseException):
-                    code, text = _error_text(answer)
+            if isinstance(answer, BaseException):
+                code, text = _error_text(answer)
+                for d in chunk:
                     done.record(
                         ResultRecord(d.key, d.version_id, d.action, Outcome.FAILED, code, text)
                     )
-                elif answer[i].error_code:
-                    r = answer[i]
+                continue
+            for d, r in zip(chunk, answer, strict=True):
+                if r.error_code:
                     done.record(
                         ResultRecord(
                             d.key,
@@ -372,19 +380,14 @@ class LifecycleUpdate(JobHandler):
                             r.error_message,
                         )
                     )
-                else:
-                    done.results.append(
-                        ResultRecord(
-                            d.key,
-                            d.version_id,
-                            d.action,
-                            Outcome.SUCCEEDED,
-                            None,
-                            f"rule {d.rule_id}",
-                        )
+                    continue
+                results.append(
+                    ResultRecord(
+                        d.key, d.version_id, d.action, succeeded, None, f"rule {d.rule_id}"
                     )
-                    deleted += 1
-                    size_deleted += d.size
+                )
+                deleted += 1
+                size_deleted += d.size
         done.progress += Progress(processed=deleted, bytes=size_deleted)
 
     async def _add_markers(self, ctx: JobContext, todo: list[lc.Decision], done: ExecBatch) -> None:
