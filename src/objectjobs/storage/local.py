@@ -151,7 +151,10 @@ class LocalStorage(Storage):
         if self._pool is None:  # closed, then used again: a driver is cheap to revive
             self._pool = self._new_pool()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except OSError as e:  # the boundary: callers see our exception tree only
+            raise lf.os_error(e) from e
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

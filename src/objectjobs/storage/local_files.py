@@ -7,6 +7,7 @@ async driver in ``local.py`` only batches calls into it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
@@ -19,7 +20,7 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
-from objectjobs.errors import BucketNotFound, StorageError
+from objectjobs.errors import AccessDenied, BucketNotFound, StorageError, TransientStorageError
 from objectjobs.storage.interface import ObjectMeta, ObjectVersion
 
 META_DIR = ".objectjobs"
@@ -45,6 +46,40 @@ os.register_at_fork(after_in_child=_renew_pid)
 def tmp_name(tmp_dir: str | os.PathLike[str]) -> str:
     """A fresh temp file path in ``tmp_dir`` (unique among every process using the root)."""
     return f"{os.fspath(tmp_dir)}/{_pid}-{_TMP_TOKEN}-{next(_tmp_seq)}"
+
+
+#: the file system may get better: space freed, a device back, descriptors released
+_TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EAGAIN,
+        errno.EBUSY,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOMEM,
+        errno.EINTR,
+    }
+)
+_DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def os_error(exc: OSError, key: str | None = None) -> StorageError:
+    """An OSError no driver code expected, as one of our storage errors: permissions and a
+    read-only file system are AccessDenied, a full disk or an I/O error may pass (retried),
+    anything else (a name too long for the file system, ...) is permanent. The message
+    names the key, not the path: paths are the driver's own business."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    reason = f"{exc.strerror or exc}" + (f" ({name})" if name else "")
+    if exc.errno == errno.ENAMETOOLONG:
+        reason += ": a path component of the key is longer than the file system allows"
+    text = f"{key!r}: {reason}" if key is not None else f"local storage: {reason}"
+    if exc.errno in _DENIED_ERRNOS:
+        return AccessDenied(text)
+    if exc.errno in _TRANSIENT_ERRNOS:
+        return TransientStorageError(text)
+    return StorageError(text)
 
 
 def check_bucket_name(bucket: str) -> None:

@@ -245,6 +245,8 @@ def copy_many(
             out.append(copy_object(paths, src_bucket, dst_bucket, req, sidecar_dirs))
         except StorageError as e:
             out.append(e)
+        except OSError as e:  # one object's failure (a full disk, a name too long), not the batch's
+            out.append(lf.os_error(e, req.dst_key))
     return out
 
 
