@@ -56,8 +56,11 @@ class Worker:
         self.runner = TaskRunner(
             settings, store, storage, self._target_storage, self.worker_id, handlers, metrics
         )
-        # tasks run in parallel per worker; each runs up to worker.concurrency object ops
-        self.max_tasks = max(1, min(8, settings.worker.concurrency // 4 or 1))
+        # tasks run in parallel per worker; each runs up to worker.concurrency object ops.
+        # The node's worker processes share its task slots: a worker taking them all would
+        # leave the other cores idle on a job of a few partitions.
+        slots = max(1, min(8, settings.worker.concurrency // 4 or 1))
+        self.max_tasks = -(-slots // settings.worker.processes)
 
     def _target_storage(self, name: str) -> Storage:
         if name not in self._targets:

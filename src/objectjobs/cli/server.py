@@ -161,7 +161,7 @@ def serve(
     run(_serve(settings))
 
 
-async def _work(settings: Settings) -> None:
+async def _work(settings: Settings, *, start_processes: bool = True) -> None:
     from objectjobs.cli.worker_pool import WorkerProcesses
     from objectjobs.wiring import open_default_storage, open_store
     from objectjobs.worker import run_worker, tune_gc
@@ -171,7 +171,8 @@ async def _work(settings: Settings) -> None:
         stack.push_async_callback(store.close)
         storage = open_default_storage(settings)
         stack.push_async_callback(storage.close)
-        if settings.worker.processes > 1:  # started once the store's schema is up to date
+        # started once the store's schema is up to date; a worker process starts none
+        if start_processes and settings.worker.processes > 1:
             pool = WorkerProcesses(settings, settings.worker.processes - 1)
             await stack.enter_async_context(pool.running())
         log.info("worker started")
@@ -179,10 +180,13 @@ async def _work(settings: Settings) -> None:
         await run_worker(settings, store, storage)
 
 
-async def work_until_stopped(settings: Settings, *, stop_on_eof: int | None = None) -> None:
+async def work_until_stopped(
+    settings: Settings, *, stop_on_eof: int | None = None, start_processes: bool = True
+) -> None:
     """Run a worker until SIGTERM or SIGINT (or end of file on ``stop_on_eof``), which
     cancel the work: running tasks stop, their leases lapse and another worker resumes
-    them from their last checkpoint."""
+    them from their last checkpoint. ``start_processes``: also the node's other worker
+    processes (``worker.processes``); False in those processes themselves."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
@@ -209,7 +213,7 @@ async def work_until_stopped(settings: Settings, *, stop_on_eof: int | None = No
     if stop_on_eof is not None:
         loop.add_reader(stop_on_eof, read_or_stop)
     try:
-        await _work(settings)
+        await _work(settings, start_processes=start_processes)
     except asyncio.CancelledError:
         if not stopped:
             raise

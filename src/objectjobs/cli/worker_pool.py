@@ -41,8 +41,8 @@ HEALTHY_AFTER_S = 60.0
 
 
 def settings_json(settings: Settings) -> str:
-    """The settings as one line a child rebuilds them from: secrets revealed (the pipe is
-    private to the two processes), ``worker.processes`` 1 (a child starts no children)."""
+    """The settings as one line a child rebuilds them from, secrets revealed (the pipe is
+    private to the two processes)."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, SecretStr):
@@ -53,9 +53,7 @@ def settings_json(settings: Settings) -> str:
             return value.value
         raise TypeError(f"cannot pass {type(value).__name__} to a worker process")
 
-    data = settings.model_dump(by_alias=True)
-    data["worker"]["processes"] = 1
-    return json.dumps(data, default=plain)
+    return json.dumps(settings.model_dump(by_alias=True), default=plain)
 
 
 class WorkerProcesses:
@@ -140,7 +138,7 @@ def child_main() -> None:
         return  # the parent ended before it sent anything
     settings = Settings.model_validate(json.loads(line))
     setup_logging(settings)
-    run(work_until_stopped(settings, stop_on_eof=sys.stdin.fileno()))
+    run(work_until_stopped(settings, stop_on_eof=sys.stdin.fileno(), start_processes=False))
 
 
 if __name__ == "__main__":
