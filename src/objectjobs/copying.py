@@ -161,11 +161,16 @@ async def _verify_copy(
 ) -> int:
     """Check a server-side copy of ``size`` bytes with source ETag ``etag``; the size."""
     if not _verified(key, size, etag, result):
-        written = result.version_id if result.version_id not in (None, "null") else None
-        stored = (await dst.storage.head(dst.bucket, key, written)).size
-        if stored != size:
-            raise StorageError(f"copy of {key} did not verify: size {stored} != {size}")
+        await _verify_stored_size(key, size, result, dst)
     return size
+
+
+async def _verify_stored_size(key: str, size: int, result: WriteResult, dst: Endpoint) -> None:
+    """Check the copy's size as stored (a HEAD), when its answer did not show it."""
+    written = result.version_id if result.version_id not in (None, "null") else None
+    stored = (await dst.storage.head(dst.bucket, key, written)).size
+    if stored != size:
+        raise StorageError(f"copy of {key} did not verify: size {stored} != {size}")
 
 
 def _verified(key: str, size: int, etag: str | None, result: WriteResult) -> bool:
@@ -213,10 +218,9 @@ async def copy_versions(
             continue
         try:
             # checked in place, awaiting only when a HEAD is needed (not on local)
-            if _verified(v.key, v.size, v.etag, r):
-                out.append(v.size)
-            else:
-                out.append(await _verify_copy(v.key, v.size, v.etag, r, dst))
+            if not _verified(v.key, v.size, v.etag, r):
+                await _verify_stored_size(v.key, v.size, r, dst)
+            out.append(v.size)
         except StorageError as e:
             out.append(e)
     return out

@@ -210,7 +210,7 @@ def test_a_written_objects_sidecar_is_the_sidecars_own_encoding(
     (tmp_path / "f").write_bytes(b"x" * 1024)
     st = os.stat(tmp_path / "f")
     sc = lf.Sidecar(etag, st.st_size, st.st_mtime_ns, meta, tags)
-    assert local_write.sidecar_bytes(etag, st, meta, tags) == sc.to_bytes()
+    assert lf.sidecar_bytes(etag, st.st_size, st.st_mtime_ns, meta, tags) == sc.to_bytes()
 
 
 async def test_copy_of_a_small_file_finishes_a_short_write(
