@@ -163,6 +163,13 @@ async def count_s3(storage: Any, bucket: str) -> int:
     return sum([len(p) async for p in storage.list_versions(bucket)])
 
 
+def settle_disk() -> None:
+    """Write back what is dirty before a contender starts (untimed). The fill leaves
+    hundreds of MB of new files to flush, and deletes on a ``discard`` mount wait on the
+    disk: without this, whoever runs first also pays for the fill's write-back."""
+    os.sync()
+
+
 def fill_local(root: Path, bucket: str, count: int) -> None:
     base = root / bucket
     for i in range(count):
@@ -233,6 +240,7 @@ async def bench_local(count: int, work: Path) -> dict[str, Any]:
     fill_local(root, "ours", count)
     fill_local(root, "theirs", count)
     print(f"local: filled 2 x {count} in {time.perf_counter() - t:.0f}s", flush=True)
+    settle_disk()
     storage = LocalStorage(root)
     (work / "local").mkdir(exist_ok=True)
     ours = await run_ours(storage, "ours", work / "local", {"kind": "local", "root": root})
@@ -240,6 +248,7 @@ async def bench_local(count: int, work: Path) -> dict[str, Any]:
         sum(len(f) for _, _, f in os.walk(root / "ours")) if (root / "ours").exists() else 0
     )
     await storage.close()
+    settle_disk()
     theirs = run_rclone(str(root / "theirs"), {})
     theirs["left"] = sum(len(f) for _, _, f in os.walk(root / "theirs"))
     return {"objects": count, "ours": ours, "rclone": theirs}

@@ -194,7 +194,7 @@ async def test_deletes_per_batch_follow_the_capability(
     tmp_path: Path, store: JobStore, owner: int, settings: Settings, parallel: bool
 ) -> None:
     """A driver declaring ``parallel_batch_delete`` gets a batch's deletes as a few calls at
-    once; one that does not (the local driver) gets each batch in one call. Either way a
+    once; one that does not gets each batch in one call. Either way a
     key the store refuses, or every key of a call that raised, is a failure."""
     storage = _RecordingLocal(tmp_path / "rec", parallel=parallel)
     handler = _BatchRecorder()

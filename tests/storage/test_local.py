@@ -99,10 +99,13 @@ async def test_copy_of_a_foreign_file_hashes_it_once_and_leaves_the_source_alone
     md5 = f'"{hashlib.md5(b"foreign").hexdigest()}"'
     assert (result.etag, result.size) == (md5, 7)
     assert (root / "dst" / "x" / "y" / "copy").read_bytes() == b"foreign"
-    # the copy's sidecar vouches for its etag; the source bucket got no sidecar
+    # the copy stays a plain file like its source: no sidecar on either side, and its
+    # ETag is computed when asked
     listed = [(o.key, o.etag) async for page in s.list_objects("dst") for o in page]
-    assert listed == [("x/y/copy", md5)]
+    assert listed == [("x/y/copy", None)]
     assert not (root / ".objectjobs" / "src").exists()
+    assert not (root / ".objectjobs" / "dst").exists()
+    assert (await s.head("dst", "x/y/copy")).etag == md5
     # a source changed behind the driver's back is hashed again, not trusted
     await s.head("src", "d/theirs")  # caches the sidecar
     path = root / "src" / "d" / "theirs"

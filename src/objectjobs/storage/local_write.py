@@ -82,9 +82,21 @@ def install(
     whatever happens."""
     if dest is None:
         dest = paths.file(bucket, key)
-    try:
-        if st is None:
+    if st is None:
+        try:
             st = os.stat(tmp)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    place(paths, tmp, bucket, key, dest)
+    record(paths, bucket, key, etag, st, meta, tags)
+
+
+def place(paths: LocalPaths, tmp: str, bucket: str, key: str, dest: str) -> None:
+    """Rename a finished temp file to ``dest``, making the key's directories if needed.
+    The temp file is gone afterwards, whatever happens."""
+    try:
         try:
             os.replace(tmp, dest)
         except FileNotFoundError:
@@ -102,6 +114,18 @@ def install(
         if isinstance(e, NotADirectoryError | FileExistsError):
             raise StorageError(f"{key!r} collides with an existing key's path: {e}") from e
         raise
+
+
+def record(
+    paths: LocalPaths,
+    bucket: str,
+    key: str,
+    etag: str,
+    st: os.stat_result,
+    meta: dict[str, Any],
+    tags: dict[str, str],
+) -> None:
+    """Write the sidecar of an object just put in place (``st``: its file's stat)."""
     sidecar = lf.sidecar_bytes(etag, st.st_size, st.st_mtime_ns, meta, tags)
     lf.write_atomic(paths.sidecar(bucket, key), sidecar, paths.tmp)
 
@@ -210,6 +234,14 @@ def copy_object(
         finally:
             os.close(fd_in)
     meta = req.meta
+    if sc is None and meta is None:
+        # a file some other tool wrote (no sidecar) is copied as one: the copy gets no
+        # sidecar either, and its ETag is computed when first asked, as the source's is.
+        # One file created per copy instead of two, and no sidecar to write; identity
+        # (replication.identical) falls back to size and mtime, as for the source
+        place(paths, tmp, dst_bucket, req.dst_key, dest)
+        _drop_sidecar(paths.sidecar(dst_bucket, req.dst_key), sidecar_dirs)
+        return WriteResult(etag=etag, version_id=None, size=st.st_size)
     if meta is None:
         new_meta = sc.meta if sc else {}
         tags = sc.tags if sc else {}
@@ -219,6 +251,21 @@ def copy_object(
         tags = dict(meta.tags) if meta.tags is not None else (sc.tags if sc else {})
     install(paths, tmp, dst_bucket, req.dst_key, etag, new_meta, tags, st, dest)
     return WriteResult(etag=etag, version_id=None, size=st.st_size)
+
+
+def _drop_sidecar(path: str, sidecar_dirs: dict[str, bool] | None) -> None:
+    """Remove a replaced object's sidecar: it describes the old file, and its metadata
+    would otherwise outlive it. Rename first, then this: a crash between them leaves what
+    a crash between a rename and its sidecar's write leaves, old metadata by a new body."""
+    d = path[: path.rfind("/")]
+    if sidecar_dirs is not None:
+        there = sidecar_dirs.get(d)
+        if there is None:
+            there = sidecar_dirs[d] = os.path.isdir(d)
+        if not there:
+            return
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        os.unlink(path)
 
 
 def copy_many(
