@@ -119,3 +119,23 @@ async def test_a_key_that_is_a_directory_prefix_is_refused(storage: LocalStorage
         await storage.put("bk", "dir", b"x")
     assert names_on_disk(storage.root) == {"bk/dir/below"}
     assert os.listdir(storage.root / ".objectjobs" / "tmp") == []
+
+
+async def test_a_batch_that_writes_a_sidecar_then_replaces_its_key_drops_it(
+    storage: LocalStorage,
+) -> None:
+    """Within one batch: a plain copy finds no sidecar directory at the target, a copy with
+    metadata then makes it, and a plain copy over that same key must still drop the
+    sidecar the batch itself wrote (it would lend the plain body its metadata)."""
+    root = storage.root
+    await storage.create_bucket("bk")
+    (root / "bk" / "plain").write_bytes(b"plain body")
+    await storage.put("bk", "meta", b"with metadata", meta=ObjectMeta(content_type="text/x"))
+    got = await storage.copy_many(
+        "bk",
+        "bk",
+        [CopyRequest("plain", "d/a"), CopyRequest("meta", "d/b"), CopyRequest("plain", "d/b")],
+    )
+    assert all(isinstance(r, WriteResult) for r in got)
+    info = await storage.head("bk", "d/b")
+    assert (info.etag, info.meta.content_type) == (md5(b"plain body"), None)

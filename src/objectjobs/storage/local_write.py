@@ -250,6 +250,9 @@ def copy_object(
         new_meta = lf.meta_to_json(meta)
         tags = dict(meta.tags) if meta.tags is not None else (sc.tags if sc else {})
     install(paths, tmp, dst_bucket, req.dst_key, etag, new_meta, tags, st, dest)
+    if sidecar_dirs is not None:  # its sidecar's directory exists now, whatever was found
+        sc_dst = paths.sidecar(dst_bucket, req.dst_key)
+        sidecar_dirs[sc_dst[: sc_dst.rfind("/")]] = True
     return WriteResult(etag=etag, version_id=None, size=st.st_size)
 
 
