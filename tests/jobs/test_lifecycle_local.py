@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -148,15 +147,11 @@ async def test_crash_and_resume_local(
 
 
 class _RecordingLocal(LocalStorage):
-    """The local driver declaring ``parallel_batch_delete`` as told, recording the keys of
-    every ``delete_many`` call; it answers an error for the keys in ``refuse`` and raises
-    for a whole call that carries ``boom``."""
+    """The local driver recording the keys of every ``delete_many`` call; it answers an
+    error for the keys in ``refuse`` and raises for a whole call that carries ``boom``."""
 
-    def __init__(self, root: Path, *, parallel: bool) -> None:
+    def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.capabilities = dataclasses.replace(
-            LocalStorage.capabilities, parallel_batch_delete=parallel
-        )
         self.calls: list[list[str]] = []
         self.refuse: set[str] = set()
         self.boom = ""
@@ -189,14 +184,12 @@ class _BatchRecorder(LifecycleUpdate):
         return await super().execute(ctx, groups)
 
 
-@pytest.mark.parametrize("parallel", [False, True])
-async def test_deletes_per_batch_follow_the_capability(
-    tmp_path: Path, store: JobStore, owner: int, settings: Settings, parallel: bool
+async def test_a_batchs_deletes_are_a_few_calls_at_once(
+    tmp_path: Path, store: JobStore, owner: int, settings: Settings
 ) -> None:
-    """A driver declaring ``parallel_batch_delete`` gets a batch's deletes as a few calls at
-    once; one that does not gets each batch in one call. Either way a
-    key the store refuses, or every key of a call that raised, is a failure."""
-    storage = _RecordingLocal(tmp_path / "rec", parallel=parallel)
+    """A batch's deletes go to the driver as a few calls at once; a key the store refuses,
+    or every key of a call that raised, is a failure."""
+    storage = _RecordingLocal(tmp_path / "rec")
     handler = _BatchRecorder()
     try:
         await storage.create_bucket("bulk")
@@ -222,14 +215,11 @@ async def test_deletes_per_batch_follow_the_capability(
     finally:
         await storage.close()
     assert done.state is JobState.COMPLETE, done.failure_reasons
-    if parallel:
-        # up to DELETE_SPLIT calls of at least DELETE_CHUNK_MIN keys
-        size = {id(b): max(DELETE_CHUNK_MIN, -(-len(b) // DELETE_SPLIT)) for b in handler.batches}
-        expected = [
-            b[i : i + size[id(b)]] for b in handler.batches for i in range(0, len(b), size[id(b)])
-        ]
-    else:
-        expected = handler.batches
+    # up to DELETE_SPLIT calls of at least DELETE_CHUNK_MIN keys
+    size = {id(b): max(DELETE_CHUNK_MIN, -(-len(b) // DELETE_SPLIT)) for b in handler.batches}
+    expected = [
+        b[i : i + size[id(b)]] for b in handler.batches for i in range(0, len(b), size[id(b)])
+    ]
     assert sorted(storage.calls) == sorted(expected)
     assert sorted(k for c in storage.calls for k in c) == names
     (blown,) = [c for c in storage.calls if "k0850" in c]

@@ -344,12 +344,11 @@ class LifecycleUpdate(JobHandler):
         storage, bucket = ctx.storage, ctx.job.bucket
         caps = storage.capabilities
         limit = caps.max_batch_delete if caps.batch_delete else 1
-        if caps.parallel_batch_delete:
-            # a few requests in parallel rather than one of up to 1000: the store works on
-            # several at once, the batch limit still caps each
-            size = min(limit, max(DELETE_CHUNK_MIN, -(-len(todo) // DELETE_SPLIT)))
-        else:
-            size = limit
+        # a few requests in parallel rather than one of up to 1000: a server works on
+        # several at once, and so does a disk, where an unlink can wait on the device (the
+        # local driver on an ext4 mounted with discard: ~0.2 ms each; LIFECYCLE on 100,000
+        # files, EXECUTING 15.5-19.2 s as one call per batch, 13.3-14.1 s split)
+        size = min(limit, max(DELETE_CHUNK_MIN, -(-len(todo) // DELETE_SPLIT)))
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
 
         async def run(chunk: list[lc.Decision]) -> list[DeleteResult]:

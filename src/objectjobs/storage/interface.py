@@ -37,9 +37,6 @@ class Capabilities:
     tags: bool = False
     storage_classes: bool = False  # can change an object's storage class (transitions)
     batch_delete: bool = False  # DeleteObjects with up to 1000 keys
-    #: several ``delete_many`` calls at once finish a batch sooner (a server, or a disk,
-    #: works on them in parallel); False: one call per ``max_batch_delete`` keys is best
-    parallel_batch_delete: bool = True
     #: ``copy_many`` costs less than its copies one by one (the local driver: one thread
     #: hop for all of them); without it, callers copy one by one, in parallel
     batch_copy: bool = False

@@ -112,11 +112,6 @@ class LocalStorage(Storage):
         multipart=True,
         tags=True,
         batch_delete=True,
-        # a batch's deletes split across threads: an unlink that frees a file's blocks
-        # can wait on the disk (an online discard: ~0.2 ms each here, one at a time), and
-        # several in flight finish sooner (LIFECYCLE, 100,000 files: EXECUTING 15.5-19.2 s
-        # -> 13.3-14.1 s), for ~15% more CPU where unlinks never wait (tmpfs)
-        parallel_batch_delete=True,
         batch_copy=True,
         lifecycle_config=True,
         replication_config=True,
