@@ -184,8 +184,8 @@ def sidecar_bytes(
     """A sidecar's JSON (``Sidecar.to_bytes``), from its fields: a new object's sidecar is
     written without building the frozen Sidecar, which cost more than the encoding."""
     if not meta and not tags and isinstance(etag, str):
-        # what the encoder writes for the common sidecar (copies of plain files), at a
-        # fraction of its cost; the test suite checks the two agree
+        # what the encoder writes for the common sidecar (an object without metadata),
+        # at a fraction of its cost; the test suite checks the two agree
         return (
             f'{{"etag":{encode_basestring_ascii(etag)},"size":{int(size)},'
             f'"mtime_ns":{int(mtime_ns)},"meta":{{}},"tags":{{}}}}'

@@ -191,18 +191,7 @@ def copy_object(
     else:
         dest = paths.file(dst_bucket, req.dst_key)  # validates before writing
     sc_path = paths.sidecar(src_bucket, src_key)
-    sc = None
-    if sidecar_dirs is None:
-        sc = lf.read_sidecar(sc_path)
-    else:
-        # files written by other tools have no sidecar directory at all: one stat per
-        # directory of the batch instead of a failed open per file
-        d = sc_path[: sc_path.rfind("/")]
-        there = sidecar_dirs.get(d)
-        if there is None:
-            there = sidecar_dirs[d] = os.path.isdir(d)
-        if there:
-            sc = lf.read_sidecar(sc_path)
+    sc = lf.read_sidecar(sc_path) if _may_have_sidecar(sc_path, sidecar_dirs) else None
     try:
         fd_in = os.open(src, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
@@ -251,24 +240,34 @@ def copy_object(
         tags = dict(meta.tags) if meta.tags is not None else (sc.tags if sc else {})
     install(paths, tmp, dst_bucket, req.dst_key, etag, new_meta, tags, st, dest)
     if sidecar_dirs is not None:  # its sidecar's directory exists now, whatever was found
-        sc_dst = paths.sidecar(dst_bucket, req.dst_key)
-        sidecar_dirs[sc_dst[: sc_dst.rfind("/")]] = True
+        sidecar_dirs[_parent(paths.sidecar(dst_bucket, req.dst_key))] = True
     return WriteResult(etag=etag, version_id=None, size=st.st_size)
+
+
+def _parent(path: str) -> str:
+    return path[: path.rfind("/")]
+
+
+def _may_have_sidecar(path: str, sidecar_dirs: dict[str, bool] | None) -> bool:
+    """False when the sidecar's directory is known (by the batch's ``sidecar_dirs``) not to
+    exist. Files written by other tools have no sidecar directory at all: one stat per
+    directory of a batch instead of a failed open per file."""
+    if sidecar_dirs is None:
+        return True
+    d = _parent(path)
+    there = sidecar_dirs.get(d)
+    if there is None:
+        there = sidecar_dirs[d] = os.path.isdir(d)
+    return there
 
 
 def _drop_sidecar(path: str, sidecar_dirs: dict[str, bool] | None) -> None:
     """Remove a replaced object's sidecar: it describes the old file, and its metadata
     would otherwise outlive it. Rename first, then this: a crash between them leaves what
     a crash between a rename and its sidecar's write leaves, old metadata by a new body."""
-    d = path[: path.rfind("/")]
-    if sidecar_dirs is not None:
-        there = sidecar_dirs.get(d)
-        if there is None:
-            there = sidecar_dirs[d] = os.path.isdir(d)
-        if not there:
-            return
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        os.unlink(path)
+    if _may_have_sidecar(path, sidecar_dirs):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.unlink(path)
 
 
 def copy_many(
