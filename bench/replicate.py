@@ -90,18 +90,13 @@ async def objectjobs_run(
         t = time.perf_counter()
         job, _ = await store.create_job(NewJob(JobType.BATCH_REPLICATE, bucket, params, user.id))
         tune_gc()  # as `objectjobs worker` does once started
-        worker = Worker(settings, store, storage)
-        running = asyncio.create_task(worker.run())
-        try:
+        async with Worker(settings, store, storage).running():
             while True:
                 got = await store.get_job(job.id)
                 assert got is not None
                 if not got.state.active:
                     break
                 await asyncio.sleep(0.05)
-        finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
         wall = time.perf_counter() - t
         cpu = cpu_self() - cpu0 + children.cpu_s() - children_cpu0
     await store.close()

@@ -49,14 +49,22 @@ class ServeProcess:
         return self.stderr_path.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, 15)
         return self.proc.returncode
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float) -> bool:
+    """SIGTERM, then a kill after ``grace`` seconds; whether it stopped without the kill."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        return False
 
 
 def run_serve(

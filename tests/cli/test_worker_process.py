@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from objectjobs.cli import app
 from objectjobs.models import JobState, JobType, NewJob
 from objectjobs.settings import load_settings
 from objectjobs.wiring import open_store
-from tests.cli.serving import ServeProcess, clean_env
+from tests.cli.serving import ServeProcess, clean_env, terminate
 
 
 def start_worker(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -33,14 +32,8 @@ def start_worker(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-            pytest.fail("the worker did not stop on SIGTERM")
+    if not terminate(proc, 20):
+        pytest.fail("the worker did not stop on SIGTERM")
     return proc.returncode
 
 

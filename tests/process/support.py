@@ -51,6 +51,19 @@ def poll_status(mapi: Mapi, job_id: int, until: Any, timeout: float = 120.0) -> 
         time.sleep(0.05)
 
 
+def create_metric_job(mapi: Mapi, bucket: str, objects_per_second: str) -> int:
+    """A METRIC_RECONCILIATION job, paced so that it is still running when looked at."""
+    created = mapi.ok(
+        "jobs/create",
+        {
+            "jobType": "METRIC_RECONCILIATION",
+            "bucketName": bucket,
+            "jobParams": {"objectsPerSecond": objects_per_second},
+        },
+    )["jobStatus"]
+    return int(created["jobId"]["id"])
+
+
 def ended(job: dict[str, Any]) -> bool:
     return job["jobState"] in ("COMPLETE", "FAILED", "CANCELLED")
 

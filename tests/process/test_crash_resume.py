@@ -11,7 +11,7 @@ import pytest
 from tests.cli.serving import clean_env, run_serve
 from tests.servers import free_port
 
-from .support import connect_when_ready, ended, poll_status, write_files
+from .support import connect_when_ready, create_metric_job, ended, poll_status, write_files
 
 OBJECTS = 20_000
 PASSWORD = "crash-test-password"
@@ -32,15 +32,7 @@ def test_kill_9_mid_job_then_restart_completes_exactly(tmp_path: Path) -> None:
     try:
         mapi = connect_when_ready(url, first, PASSWORD)
         total_bytes = write_files(data_dir / "buckets" / "crash", OBJECTS)
-        created = mapi.ok(
-            "jobs/create",
-            {
-                "jobType": "METRIC_RECONCILIATION",
-                "bucketName": "crash",
-                "jobParams": {"objectsPerSecond": "4000"},
-            },
-        )["jobStatus"]
-        job_id = created["jobId"]["id"]
+        job_id = create_metric_job(mapi, "crash", "4000")
         mid = poll_status(mapi, job_id, lambda j: j["jobStats"]["processed"] >= 3000 or ended(j))
         assert not ended(mid), f"job ended before the crash: {mid}"
         first.send_signal(signal.SIGKILL)

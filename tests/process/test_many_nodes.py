@@ -13,10 +13,16 @@ from typing import Any
 
 import pytest
 
-from tests.cli.mapi import Mapi
 from tests.cli.serving import clean_env, run_serve
 
-from .support import connect_when_ready, ended, poll_status, start_worker, write_files
+from .support import (
+    connect_when_ready,
+    create_metric_job,
+    ended,
+    poll_status,
+    start_worker,
+    write_files,
+)
 
 OBJECTS = 20_000
 PASSWORD = "many-nodes-password"
@@ -54,7 +60,7 @@ def test_three_workers_share_survive_a_kill_and_all_stop_on_cancel(
         mapi = connect_when_ready(f"http://127.0.0.1:{port}", api, PASSWORD)
         workers = [start_worker(tmp_path, f"worker{i}", env) for i in range(3)]
 
-        job_id = _create(mapi, "shared", "6000")
+        job_id = create_metric_job(mapi, "shared", "6000")
         poll_status(mapi, job_id, lambda j: j["jobStats"]["processed"] >= 4000 or ended(j))
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait(10)
@@ -69,7 +75,7 @@ def test_three_workers_share_survive_a_kill_and_all_stop_on_cancel(
 
         # cancel reaches every worker still running a partition of the job
         workers[0] = start_worker(tmp_path, "worker3", env)
-        second = _create(mapi, "second", "1500")
+        second = create_metric_job(mapi, "second", "1500")
         poll_status(mapi, second, lambda j: j["jobStats"]["processed"] >= 1500 or ended(j))
         cancelled = mapi.ok("jobs/cancel", {"jobId": {"id": second}})["status"]
         assert cancelled["jobState"] == "CANCELLED"
@@ -101,15 +107,3 @@ def test_three_workers_share_survive_a_kill_and_all_stop_on_cancel(
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _create(mapi: Mapi, bucket: str, rate: str) -> int:
-    created = mapi.ok(
-        "jobs/create",
-        {
-            "jobType": "METRIC_RECONCILIATION",
-            "bucketName": bucket,
-            "jobParams": {"objectsPerSecond": rate},
-        },
-    )["jobStatus"]
-    return int(created["jobId"]["id"])

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.cli.mapi import Mapi
-from tests.cli.serving import clean_env, run_serve
+from tests.cli.serving import clean_env, run_serve, terminate
 from tests.servers import free_port
 
-from .support import connect_when_ready, ended, poll_status, write_files
+from .support import connect_when_ready, create_metric_job, ended, poll_status, write_files
 
 PASSWORD = "worker-processes-password"
 OBJECTS = 3000
@@ -70,13 +70,7 @@ def _serving(
         _wait_for(lambda: len(_workers_started(log)) == processes, f"{processes} worker(s)")
         yield serve, mapi, data_dir
     finally:
-        if serve.poll() is None:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                serve.wait(30)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-                serve.wait(10)
+        terminate(serve, 30)
 
 
 def _stopped_cleanly(serve: subprocess.Popen[bytes]) -> bool:
@@ -94,16 +88,8 @@ def test_serve_with_two_processes_shares_one_job_between_them(tmp_path: Path) ->
     with _serving(tmp_path, processes=2) as (serve, mapi, data_dir):
         [child] = _children(serve.pid)
         total = write_files(data_dir / "buckets" / "shared", OBJECTS)
-        created = mapi.ok(
-            "jobs/create",
-            {
-                "jobType": "METRIC_RECONCILIATION",
-                "bucketName": "shared",
-                # paced, so the partitions are not all done before the second worker looks
-                "jobParams": {"objectsPerSecond": "1000"},
-            },
-        )["jobStatus"]
-        job_id = created["jobId"]["id"]
+        # paced, so the partitions are not all done before the second worker looks
+        job_id = create_metric_job(mapi, "shared", "1000")
         final = poll_status(mapi, job_id, ended, timeout=120)
         assert final["jobState"] == "COMPLETE", final
         assert final["jobStats"] == {"processed": OBJECTS, "failed": 0}
