@@ -10,9 +10,10 @@ worker that takes over an expired lease resumes exactly where the last commit le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from objectjobs.errors import (
@@ -40,6 +41,9 @@ PAGE_SIZE = 1000
 RATE_WINDOW_S = 2.0
 #: EXAMINING commits its position at least this often (and whenever it cuts partitions)
 EXAMINE_COMMIT_S = 1.0
+#: the PROCESS tasks of EXAMINE task n (one key range of the job) are numbered from
+#: n * RANGE_SEQS: ranges examined at the same time never number two partitions alike
+RANGE_SEQS = 1_000_000
 #: failures are judged against maxFailurePercent once this many objects were attempted
 FAILURE_JUDGEMENT_MIN = 1000
 
@@ -56,8 +60,11 @@ class TaskRunner:
         worker_id: str,
         handlers: Mapping[JobType, JobHandler] | None = None,
         metrics: Metrics | None = None,
+        on_new_tasks: Callable[[], None] | None = None,
     ) -> None:
         self.handlers = handlers or {}
+        #: called when a task added claimable tasks (key ranges), so its worker claims now
+        self.on_new_tasks = on_new_tasks
         self._rate_marks: dict[int, tuple[float, int]] = {}
         self.metrics = metrics
         self.settings = settings
@@ -104,22 +111,37 @@ class TaskRunner:
     async def _examine(
         self, handler: JobHandler, ctx: JobContext, limiter: TokenBucket | None
     ) -> None:
-        job = ctx.job
+        job, task = ctx.job, ctx.task
         await handler.prepare(ctx)
-        existing = await self.store.list_tasks(job.id, Phase.PROCESS)
-        if existing and existing[-1].end_key is None:
-            # the open-ended last partition exists: only the completion was lost
-            await self._finish_examine(
-                ctx, sum(t.objects for t in existing), sum(t.bytes for t in existing)
-            )
+        first_seq = task.seq * RANGE_SEQS
+        existing = [
+            t
+            for t in await self.store.list_tasks(job.id, Phase.PROCESS)
+            if first_seq <= t.seq < first_seq + RANGE_SEQS
+        ]
+        # the first task, once it split the job, examines up to the first boundary only
+        splits: list[str] = ctx.state.get("splits") or []
+        end = splits[0] if splits else task.end_key
+        if splits:
+            await self._add_ranges(job.id, splits)  # again: a crash may have come between
+        if existing and existing[-1].end_key == end:
+            # the range's last partition exists: only the completion was lost
+            await self._finish_examine(ctx)
             return
-        cutter = PartitionCutter.resumed(ctx.state.get("cutting"), existing)
+        cutter = PartitionCutter.resumed(
+            ctx.state.get("cutting"), existing, start=task.start_key, first_seq=first_seq
+        )
         # A job paced by objectsPerSecond lists at full speed here instead, so its totals
         # (the progress bar's end, the ETA) are known early; PROCESSING then paces the plan.
         planning = handler.plans_while_examining and limiter is None
         count_processed = ctx.dry_run or handler.processed_in_plan
         examine_state, ctx.state = ctx.state, cutter.partition_state
         size = self.settings.worker.partition_objects
+        # a job is split once, by its first task, when its first partition is full (so a
+        # job of one partition never is) and the rest of the listing is still ahead
+        may_split = (
+            task.seq == 0 and task.end_key is None and not splits and "splits" not in examine_state
+        )
         partitions: list[NewTask] = []
         results: list[ResultRecord] = []
         progress = Progress()
@@ -140,30 +162,83 @@ class TaskRunner:
             results.clear()
             progress, committed, dirty = Progress(), time.monotonic(), False
 
-        async for batch in self._key_groups(handler, ctx, cutter.listed_to, None):
-            # counted: groups added to the cut; unplanned: index of the first not planned yet
-            counted, unplanned, dirty = 0, 0, True
-            while counted < len(batch):
-                counted = cutter.fill(batch, counted, size)
-                if cutter.objects >= size:
-                    if planning:
-                        planned = batch[unplanned:counted]
-                        progress += await self._plan_examined(handler, ctx, planned, results)
-                        unplanned = counted
-                    partitions.append(cutter.cut(batch[counted - 1][0].key))
-                    ctx.state = cutter.partition_state
-            if planning and unplanned < len(batch):
-                progress += await self._plan_examined(handler, ctx, batch[unplanned:], results)
-            # A listing page takes milliseconds to count: commit when partitions are cut
-            # and about every second, not per page; a takeover repeats at most that second.
-            if partitions or time.monotonic() - committed >= EXAMINE_COMMIT_S:
-                await commit()
+        listing_ended = False
+        while not listing_ended:
+            listing_ended = True
+            groups = self._key_groups(handler, ctx, cutter.listed_to, end)
+            async with contextlib.aclosing(groups):
+                async for batch in groups:
+                    # counted: groups added to the cut; unplanned: first index not planned
+                    counted, unplanned, dirty = 0, 0, True
+                    while counted < len(batch):
+                        counted = cutter.fill(batch, counted, size)
+                        if cutter.objects >= size:
+                            if planning:
+                                planned = batch[unplanned:counted]
+                                progress += await self._plan_examined(
+                                    handler, ctx, planned, results
+                                )
+                                unplanned = counted
+                            partitions.append(cutter.cut(batch[counted - 1][0].key))
+                            ctx.state = cutter.partition_state
+                    if planning and unplanned < len(batch):
+                        progress += await self._plan_examined(
+                            handler, ctx, batch[unplanned:], results
+                        )
+                    if may_split and partitions:
+                        may_split = False
+                        splits = await self._split(ctx, cutter.listed_to)
+                        if splits:
+                            # committed before the ranges are added, so a takeover adds
+                            # the same ones
+                            examine_state["splits"] = splits
+                            end, listing_ended = splits[0], False
+                    # A listing page takes milliseconds to count: commit when partitions
+                    # are cut and about every second, not per page; a takeover repeats at
+                    # most that second.
+                    if partitions or time.monotonic() - committed >= EXAMINE_COMMIT_S:
+                        await commit()
+                    if not listing_ended:
+                        await self._add_ranges(job.id, splits)
+                        break  # and list on up to the range's new end
         if dirty:
             await commit()
-        # the last partition is open-ended: keys written after the listing still fall in one
-        last = cutter.cut(None)
-        await self.store.add_tasks(job.id, Phase.PROCESS, [*handler.extra_tasks(), last])
-        await self._finish_examine(ctx, cutter.total_objects, cutter.total_bytes)
+        if planning and end is not None:
+            # the listing reached the range's end: PROCESS has nothing left to list in it
+            # (only the open-ended last partition catches keys written after the listing)
+            ctx.state["planned_to"] = end
+        last = cutter.cut(end)
+        extra = handler.extra_tasks() if end is None else []
+        await self.store.add_tasks(job.id, Phase.PROCESS, [*extra, last])
+        await self._finish_examine(ctx)
+
+    async def _split(self, ctx: JobContext, listed_to: str) -> list[str]:
+        """Boundaries cutting the rest of the job's scope, after ``listed_to``, into key
+        ranges that other EXAMINE tasks list at the same time; [] to list on alone."""
+        ranges = self.settings.worker.examine_ranges
+        if ranges < 2:
+            return []
+        try:
+            return await ctx.storage.key_splits(
+                ctx.job.bucket, prefix=ctx.prefix, start_after=listed_to, parts=ranges
+            )
+        except TransientStorageError as exc:
+            log.info("job %s lists alone: %s", ctx.job.id, exc.message)
+            return []
+
+    async def _add_ranges(self, job_id: int, splits: Sequence[str]) -> None:
+        """The EXAMINE tasks of the ranges after the first: (b1, b2], ..., (bn, end)."""
+        ends: list[str | None] = [*splits[1:], None]
+        await self.store.add_tasks(
+            job_id,
+            Phase.EXAMINE,
+            [
+                NewTask(seq, start, end)
+                for seq, (start, end) in enumerate(zip(splits, ends, strict=True), 1)
+            ],
+        )
+        if self.on_new_tasks is not None:
+            self.on_new_tasks()
 
     async def _plan_examined(
         self,
@@ -180,8 +255,8 @@ class TaskRunner:
         results.extend(decided.results)
         return _add_to_plan(ctx.state.setdefault("plan", {}), decided)
 
-    async def _finish_examine(self, ctx: JobContext, objects: int, size: int) -> None:
-        await self.store.update_job(ctx.job.id, totals={"objects": objects, "bytes": size})
+    async def _finish_examine(self, ctx: JobContext) -> None:
+        # the last range to finish moves the job on, with the totals of all partitions
         await self.store.complete_task(ctx.task.id, self.worker_id, next_state=JobState.PROCESSING)
 
     async def _process(
@@ -344,7 +419,7 @@ class TaskRunner:
         start_after: str,
         end_key: str | None,
         limiter: TokenBucket | None = None,
-    ) -> AsyncIterator[list[KeyGroup]]:
+    ) -> AsyncGenerator[list[KeyGroup], None]:
         """Batches of whole keys (all versions of a key together) in key order, strictly
         after ``start_after`` and up to ``end_key``; a transient listing error restarts the
         listing after the last key yielded, with backoff."""

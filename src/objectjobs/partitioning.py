@@ -42,14 +42,24 @@ class PartitionCutter:
     partition_state: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def resumed(cls, saved: dict[str, Any] | None, existing: Sequence[Task]) -> PartitionCutter:
-        """The cut as last checkpointed; without one (a fresh start, or a run by a version
-        that committed partitions on their own), after the partitions already created."""
+    def resumed(
+        cls,
+        saved: dict[str, Any] | None,
+        existing: Sequence[Task],
+        *,
+        start: str = "",
+        first_seq: int = 0,
+    ) -> PartitionCutter:
+        """The cut of a key range starting after ``start``, its partitions numbered from
+        ``first_seq``, as last checkpointed; without a checkpoint (a fresh start, or a run
+        by a version that committed partitions on their own), after the partitions of
+        the range already created (``existing``)."""
         if saved is not None:
             return cls(**saved)
-        start = (existing[-1].end_key or "") if existing else ""
+        if existing:
+            start = existing[-1].end_key or start
         return cls(
-            seq=len(existing),
+            seq=first_seq + len(existing),
             start=start,
             listed_to=start,
             total_objects=sum(t.objects for t in existing),

@@ -106,6 +106,9 @@ class WorkerSettings(BaseModel):
     max_memory_mb: int = Field(512, ge=16)
     poll_s: float = Field(0.5, gt=0)
     partition_objects: int = Field(10_000, ge=1)
+    # EXAMINING a job of more than one partition is cut into up to this many key ranges,
+    # listed by as many tasks at once (on any worker); 1 lists every job in one task
+    examine_ranges: int = Field(8, ge=1, le=256)
     retries: int = Field(5, ge=0)
     retry_base_s: float = Field(0.2, gt=0)
 

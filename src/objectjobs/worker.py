@@ -54,7 +54,14 @@ class Worker:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self.runner = TaskRunner(
-            settings, store, storage, self._target_storage, self.worker_id, handlers, metrics
+            settings,
+            store,
+            storage,
+            self._target_storage,
+            self.worker_id,
+            handlers,
+            metrics,
+            on_new_tasks=self._wake.set,
         )
         # tasks run in parallel per worker; each runs up to worker.concurrency object ops.
         # The node's worker processes share its task slots: a worker taking them all would

@@ -54,8 +54,9 @@ async def test_phases_run_in_order_with_progress_visible(
     assert final is not None and final.processed == 1200 and final.failed == 0
     assert final.totals == {"objects": 1200, "bytes": final.totals["bytes"]}
     assert final.complete_time is not None
-    # 1200 objects cut at 400 per partition: several PROCESS tasks, one EXAMINE
-    assert len(await store.list_tasks(job.id, Phase.EXAMINE)) == 1
+    # 1200 objects in seven directories, cut at 400 per partition: after the first
+    # partition, the rest was examined in key ranges of its own; several PROCESS tasks
+    assert len(await store.list_tasks(job.id, Phase.EXAMINE)) > 1
     assert len(await store.list_tasks(job.id, Phase.PROCESS)) >= 3
 
 

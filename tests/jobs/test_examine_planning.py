@@ -116,6 +116,8 @@ async def test_an_examine_taken_over_mid_listing_resumes_at_its_last_checkpoint(
     store: JobStore, counting: CountingStorage, settings: Settings, owner: int
 ) -> None:
     total = fill(counting.root, "b1", 2500)
+    # one range: this is about the cut within it (test_examine_ranges: several ranges)
+    settings.worker.examine_ranges = 1
     job = await create_job(store, owner, "b1")
     runner = runner_for(settings, store, counting)
 

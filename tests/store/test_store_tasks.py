@@ -158,8 +158,8 @@ async def test_checkpoint_returns_the_jobs_state_and_counters(
     store: SqlJobStore, user: User
 ) -> None:
     job = await make_job(store, user)
-    await store.update_job(job.id, totals={"objects": 9, "bytes": 90})
     await to_execute(store, job, 2)
+    await store.update_job(job.id, totals={"objects": 9, "bytes": 90})
     mine, theirs = await claim(store, "w1"), await claim(store, "w2")
     first = await store.checkpoint(mine.id, "w1", key="k0a", progress=Progress(3, 1, 0, 30))
     assert first == JobCounters(JobState.EXECUTING, 3, 1, {"objects": 9, "bytes": 90})
@@ -301,6 +301,29 @@ async def test_plan_published_when_processing_ends(store: SqlJobStore, user: Use
     assert got is not None and got.state is JobState.EXECUTING
     assert got.plan == {"copy": {"objects": 5, "bytes": 320},
                         "skip": {"objects": 1, "bytes": 10}}
+
+
+async def test_totals_published_when_the_last_examine_range_ends(
+    store: SqlJobStore, user: User
+) -> None:
+    job = await make_job(store, user)
+    first = await claim(store, "w")
+    # the first range cuts its partitions and hands the rest of the keys to a second range
+    await store.add_tasks(job.id, Phase.PROCESS, [NewTask(0, "", "m", objects=3, bytes=30)])
+    await store.add_tasks(job.id, Phase.EXAMINE, [NewTask(1, "m", None)])
+    assert not await store.complete_task(first.id, "w", next_state=JobState.PROCESSING)
+    got = await store.get_job(job.id)
+    assert got is not None and got.state is JobState.EXAMINING and got.totals is None
+    second = await claim(store, "v")
+    assert (second.phase, second.start_key, second.end_key) == (Phase.EXAMINE, "m", None)
+    await store.add_tasks(job.id, Phase.PROCESS, [
+        NewTask(1_000_000, "m", "t", objects=4, bytes=400),
+        NewTask(1_000_001, "t", None, objects=0, bytes=0),
+    ])
+    assert await store.complete_task(second.id, "v", next_state=JobState.PROCESSING)
+    got = await store.get_job(job.id)
+    assert got is not None and got.state is JobState.PROCESSING
+    assert got.totals == {"objects": 7, "bytes": 430}
 
 
 async def test_a_worker_never_takes_over_its_own_task(store: SqlJobStore, user: User) -> None:

@@ -280,6 +280,16 @@ class Storage(abc.ABC):
             bucket, prefix=prefix, start_after=start_after, end_key=end_key, page_size=page_size
         )
 
+    async def key_splits(
+        self, bucket: str, *, prefix: str = "", start_after: str = "", parts: int = 2
+    ) -> list[str]:
+        """Up to ``parts - 1`` ascending keys, each after ``start_after``, that cut the
+        keys under ``prefix`` after ``start_after`` into ranges (start_after, b1], (b1, b2],
+        ..., (bn, end) of roughly alike size, found without listing them: a few readings
+        of the bucket's "directory" levels (see ``key_splits.split_keys``). A guess, not a
+        count; [] when the driver cannot tell cheaply (the default). BucketNotFound."""
+        return []
+
     @abc.abstractmethod
     def list_uploads(
         self, bucket: str, *, prefix: str = ""

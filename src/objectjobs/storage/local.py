@@ -50,6 +50,7 @@ from objectjobs.storage.interface import (
     VersioningStatus,
     WriteResult,
 )
+from objectjobs.storage.key_splits import split_keys
 
 _CONFIG_KINDS = ("lifecycle", "replication", "notification")
 _NOTIFICATION_KEYS = (
@@ -301,6 +302,16 @@ class LocalStorage(Storage):
             page_size=page_size,
             etags=False,
         )
+
+    async def key_splits(
+        self, bucket: str, *, prefix: str = "", start_after: str = "", parts: int = 2
+    ) -> list[str]:
+        bucket_dir = str(self._existing_bucket(bucket))
+
+        async def children(directory: str) -> list[str]:
+            return await self._io(lf.dir_entries, f"{bucket_dir}/{directory}", directory)
+
+        return await split_keys(children, prefix, start_after, parts)
 
     async def list_uploads(
         self, bucket: str, *, prefix: str = ""

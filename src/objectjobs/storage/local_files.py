@@ -22,6 +22,7 @@ from typing import Any
 
 from objectjobs.errors import AccessDenied, BucketNotFound, StorageError, TransientStorageError
 from objectjobs.storage.interface import ObjectMeta, ObjectVersion
+from objectjobs.storage.key_splits import in_scope
 
 META_DIR = ".objectjobs"
 CHUNK = 1024 * 1024
@@ -312,14 +313,24 @@ def walk_sorted(
     yield from _walk(str(bucket_dir), meta, "", prefix, start_after, end_key)
 
 
-def _relevant(sort_key: str, is_dir: bool, prefix: str, start_after: str) -> bool:
-    if is_dir:
-        if not (sort_key.startswith(prefix) or prefix.startswith(sort_key)):
-            return False
-        # every key below starts with sort_key: all are <= start_after only when
-        # start_after sorts after sort_key without lying inside the subtree
-        return not (start_after > sort_key and not start_after.startswith(sort_key))
-    return sort_key.startswith(prefix) and sort_key > start_after
+def dir_entries(directory: str, base: str) -> list[str]:
+    """The sort keys of the objects and subdirectories directly in ``directory`` (whose
+    keys start with ``base``), a subdirectory's ending in "/"; [] if it is gone."""
+    found: list[str] = []
+    try:
+        with os.scandir(directory) as it:
+            for e in it:
+                try:
+                    is_dir = e.is_dir(follow_symlinks=False)
+                    if not is_dir and not e.is_file(follow_symlinks=False):
+                        continue
+                except OSError:
+                    continue
+                if _is_utf8(e.name):
+                    found.append(f"{base}{e.name}/" if is_dir else base + e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return found
 
 
 def _is_utf8(name: str) -> bool:
@@ -370,7 +381,7 @@ def _walk(
                         continue
                     if is_dir:
                         name += "/"
-                    if not filtered or _relevant(base + name, is_dir, prefix, start_after):
+                    if not filtered or in_scope(base + name, is_dir, prefix, start_after):
                         found[name] = is_dir
         except FileNotFoundError:
             return

@@ -35,6 +35,7 @@ from objectjobs.storage.interface import (
     Storage,
     VersioningStatus,
 )
+from objectjobs.storage.key_splits import split_keys
 from objectjobs.storage.s3_errors import translate
 from objectjobs.storage.s3_headers import quote_etag
 from objectjobs.storage.s3_http import CredentialSource, S3Http
@@ -357,6 +358,27 @@ class S3Storage(S3ObjectOps, Storage):
         lister = await self._raw()
         async for page in lister.list_versions(bucket, prefix, start_after, end_key, page_size):
             yield page
+
+    async def key_splits(
+        self, bucket: str, *, prefix: str = "", start_after: str = "", parts: int = 2
+    ) -> list[str]:
+        async def children(directory: str) -> list[str] | None:
+            # one page of one level: a level of more than a page is not cheap to read
+            r = await self._call(
+                "list_objects_v2",
+                f"list {bucket}",
+                Bucket=bucket,
+                Prefix=directory,
+                Delimiter="/",
+                MaxKeys=1000,
+            )
+            if r.get("IsTruncated"):
+                return None
+            return [c["Key"] for c in r.get("Contents", [])] + [
+                p["Prefix"] for p in r.get("CommonPrefixes", [])
+            ]
+
+        return await split_keys(children, prefix, start_after, parts)
 
     async def list_uploads(
         self, bucket: str, *, prefix: str = ""

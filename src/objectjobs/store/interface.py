@@ -218,9 +218,11 @@ class JobStore(abc.ABC):
         the job to ``next_state`` (a later active state, or COMPLETE) atomically and return
         True; otherwise return False. LeaseLost if the lease is gone.
 
-        When it moves a job on from PROCESSING, the job's ``plan`` is set in the same
-        transaction to the sum of its PROCESS tasks' ``state_data["plan"]`` (action ->
-        ``[objects, bytes]``), so the plan is never missing once the job has moved on."""
+        When it moves a job on from EXAMINING, the job's ``totals`` are set in the same
+        transaction to the sum of its PROCESS tasks' ``objects`` and ``bytes`` (the
+        partitions of every key range examined); from PROCESSING, its ``plan`` to the sum
+        of their ``state_data["plan"]`` (action -> ``[objects, bytes]``), so neither is
+        ever missing once the job has moved on."""
 
     @abc.abstractmethod
     async def list_tasks(self, job_id: int, phase: Phase | None = None) -> list[Task]:

@@ -331,11 +331,27 @@ async def complete(
         values: dict[str, Any] = {"state": next_state.value}
         if not next_state.active:
             values["complete_time"] = now
-        if phase is Phase.PROCESS:
+        if phase is Phase.EXAMINE:
+            # the partitions of every key range EXAMINING listed, summed once all are cut
+            values["totals"] = await _summed_totals(conn, job_id)
+        elif phase is Phase.PROCESS:
             # published with the phase change, so a job past PROCESSING always has its plan
             values["plan"] = await _summed_plan(conn, job_id)
         await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
     return True
+
+
+async def _summed_totals(conn: AsyncConnection, job_id: int) -> dict[str, int]:
+    """The objects and bytes of the job's PROCESS partitions."""
+    objects, size = (
+        await conn.execute(
+            select(
+                func.coalesce(func.sum(tasks.c.objects), 0),
+                func.coalesce(func.sum(tasks.c.bytes), 0),
+            ).where(tasks.c.job_id == job_id, tasks.c.phase == Phase.PROCESS.value)
+        )
+    ).one()
+    return {"objects": int(objects), "bytes": int(size)}
 
 
 async def _summed_plan(conn: AsyncConnection, job_id: int) -> dict[str, dict[str, int]]:

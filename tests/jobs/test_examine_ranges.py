@@ -1,0 +1,190 @@
+"""EXAMINING a big job in key ranges listed at once (``worker.examine_ranges``): every key
+is counted exactly once, partitions tile the key space, a takeover of either kind of
+range task resumes where its last commit left it; both job stores, the real local driver."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from objectjobs.engine import PAGE_SIZE
+from objectjobs.errors import StorageError
+from objectjobs.models import JobState, Phase, Task
+from objectjobs.settings import Settings
+from objectjobs.storage.interface import ObjectVersion
+from objectjobs.store.interface import JobStore
+from objectjobs.worker import Worker
+
+from .support import create_job
+from .test_engine import fill
+from .test_examine_planning import WORKER, CountingStorage, run_one, runner_for
+
+
+class CallCountingStorage(CountingStorage):
+    """Also counts listing calls, and can fail one of them outright."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.calls = 0
+        self.fail_call: int | None = None
+
+    async def list_objects(  # type: ignore[override]
+        self, bucket: str, **kwargs: object
+    ) -> AsyncIterator[list[ObjectVersion]]:
+        self.calls += 1
+        if self.calls == self.fail_call:
+            raise StorageError("worker gone")
+        async for page in super().list_objects(bucket, **kwargs):  # type: ignore[arg-type]
+            yield page
+
+
+@pytest.fixture
+async def counting(tmp_path: Path) -> AsyncIterator[CallCountingStorage]:
+    root = tmp_path / "counted"
+    root.mkdir()
+    storage = CallCountingStorage(root)
+    yield storage
+    await storage.close()
+
+
+async def assert_tiled(store: JobStore, job_id: int) -> list[Task]:
+    """The job's EXAMINE ranges and PROCESS partitions each cover the key space in order,
+    without gap or overlap; the EXAMINE tasks."""
+    examine = await store.list_tasks(job_id, Phase.EXAMINE)
+    splits = examine[0].state_data.get("splits") or []
+    assert [t.start_key for t in examine[1:]] == splits
+    assert [t.end_key for t in examine[1:]] == [*splits[1:], None][: len(examine) - 1]
+    partitions = [t for t in await store.list_tasks(job_id, Phase.PROCESS) if t.seq >= 0]
+    assert partitions[0].start_key == "" and partitions[-1].end_key is None
+    for before, after in itertools.pairwise(partitions):
+        assert after.start_key == before.end_key  # no gap, no overlap
+    return examine
+
+
+async def finish(runner: object, store: JobStore) -> None:
+    while await run_one(runner, store) is not None:  # type: ignore[arg-type]
+        pass
+
+
+async def test_a_big_job_is_examined_in_ranges_and_every_key_counted_once(
+    store: JobStore, counting: CallCountingStorage, settings: Settings, owner: int
+) -> None:
+    total = fill(counting.root, "b1", 2500)
+    job = await create_job(store, owner, "b1")
+    runner = runner_for(settings, store, counting)
+
+    assert await run_one(runner, store) is Phase.EXAMINE
+    # the first range split the rest of the job after its first partition, and stays EXAMINING
+    examining = await store.get_job(job.id)
+    assert examining is not None and examining.state is JobState.EXAMINING
+    assert examining.totals is None
+    await finish(runner, store)
+
+    final = await store.get_job(job.id)
+    assert final is not None and final.state is JobState.COMPLETE, final.failure_reasons
+    examine = await assert_tiled(store, job.id)
+    assert 2 < len(examine) <= settings.worker.examine_ranges
+    # every key listed once: each range planned while it listed, up to its end. The first
+    # range, listing on up to its split, lists again the key it held back (its versions
+    # might have gone on in the next page), and may have read one page ahead for nothing
+    assert 2500 + 1 <= counting.listed <= 2500 + 1 + PAGE_SIZE
+    assert final.processed == 2500
+    assert final.totals == {"objects": 2500, "bytes": total}
+    usage = await store.get_usage("b1")
+    assert usage is not None
+    assert (usage.usage["currentObjects"], usage.usage["currentBytes"]) == (2500, total)
+
+
+async def test_the_first_range_taken_over_after_its_split_keeps_the_same_ranges(
+    store: JobStore, counting: CallCountingStorage, settings: Settings, owner: int
+) -> None:
+    total = fill(counting.root, "b1", 2500)
+    job = await create_job(store, owner, "b1")
+    runner = runner_for(settings, store, counting)
+    counting.fail_call = 2  # the first listing splits; listing on up to the split dies
+    task = await store.claim_task(WORKER, 30.0)
+    assert task is not None and task.phase is Phase.EXAMINE
+    with pytest.raises(StorageError):
+        await runner.run(task)
+    (crashed,) = [t for t in await store.list_tasks(job.id, Phase.EXAMINE) if t.seq == 0]
+    splits = crashed.state_data["splits"]
+    ranges = await store.list_tasks(job.id, Phase.EXAMINE)
+    assert len(ranges) == 1 + len(splits)
+    await store.release_task(task.id, WORKER, retry_in_s=0)
+
+    # the files change before the takeover: the ranges were committed, not guessed again
+    for i in range(30):
+        (counting.root / "b1" / f"a{i:02d}").mkdir()
+    await finish(runner, store)
+    final = await store.get_job(job.id)
+    assert final is not None and final.state is JobState.COMPLETE, final.failure_reasons
+    examine = await assert_tiled(store, job.id)
+    assert examine[0].state_data["splits"] == splits and len(examine) == len(ranges)
+    assert final.processed == 2500 and final.totals == {"objects": 2500, "bytes": total}
+
+
+async def test_a_range_taken_over_mid_listing_resumes_at_its_last_checkpoint(
+    store: JobStore, counting: CallCountingStorage, settings: Settings, owner: int
+) -> None:
+    total = fill(counting.root, "b1", 5000)
+    settings.worker.examine_ranges = 2  # the second range: three pages of keys
+    job = await create_job(store, owner, "b1")
+    runner = runner_for(settings, store, counting)
+    assert await run_one(runner, store) is Phase.EXAMINE  # the first range, whole
+    listed_by_first = counting.listed
+
+    counting.fail_after_pages = 1  # one page counted and committed, then the listing dies
+    second = await store.claim_task(WORKER, 30.0)
+    assert second is not None and (second.phase, second.seq) == (Phase.EXAMINE, 1)
+    with pytest.raises(StorageError):
+        await runner.run(second)
+    cut = [t for t in await store.list_tasks(job.id, Phase.PROCESS) if t.seq >= 1_000_000]
+    assert [t.seq for t in cut] == [1_000_000, 1_000_001]  # 999 keys: two of 400 cut
+    await store.release_task(second.id, WORKER, retry_in_s=0)
+
+    counting.fail_after_pages = None
+    await finish(runner, store)
+    final = await store.get_job(job.id)
+    assert final is not None and final.state is JobState.COMPLETE, final.failure_reasons
+    await assert_tiled(store, job.id)
+    # listed again: only the key held back at the crash (and at the first range's split,
+    # with at most the page read ahead there, as above)
+    assert 5000 + 2 <= counting.listed <= 5000 + 2 + PAGE_SIZE
+    assert listed_by_first < 5000
+    assert final.processed == 5000 and final.totals == {"objects": 5000, "bytes": total}
+
+
+async def test_ranges_are_examined_by_several_workers_at_once(
+    store: JobStore, counting: CallCountingStorage, settings: Settings, owner: int
+) -> None:
+    fill(counting.root, "b1", 3000)
+    job = await create_job(store, owner, "b1")
+    slow = SlowListing(counting.root)
+    workers = [Worker(settings, store, slow, worker_id=f"w{i}") for i in range(2)]
+    async with workers[0].running(), workers[1].running():
+        while True:
+            current = await store.get_job(job.id)
+            assert current is not None
+            if not current.state.active:
+                break
+            await asyncio.sleep(0.05)
+    await slow.close()
+    assert current.state is JobState.COMPLETE, current.failure_reasons
+    assert current.processed == 3000
+    examine = await assert_tiled(store, job.id)
+    assert {t.lease_owner for t in examine} == {"w0", "w1"}
+
+
+class SlowListing(CountingStorage):
+    """Listing pages take a tenth of a second each, as a remote listing would."""
+
+    async def list_objects(  # type: ignore[override]
+        self, bucket: str, **kwargs: object
+    ) -> AsyncIterator[list[ObjectVersion]]:
+        async for page in super().list_objects(bucket, **kwargs):  # type: ignore[arg-type]
+            await asyncio.sleep(0.1)
+            yield page
