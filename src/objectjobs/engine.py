@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -143,9 +144,21 @@ class TaskRunner:
             task.seq == 0 and task.end_key is None and not splits and "splits" not in examine_state
         )
         partitions: list[NewTask] = []
+        executions: list[NewTask] = []  # the EXECUTE tasks of partitions cut done
         results: list[ResultRecord] = []
         progress = Progress()
         committed, dirty = time.monotonic(), False
+
+        def cut(end_key: str | None) -> NewTask:
+            partition = cutter.cut(end_key)
+            ctx.state = cutter.partition_state
+            if end_key is not None and partition.checkpoint == end_key:
+                # planned to its end while listed: its PROCESS task would have nothing to
+                # do, so it is created done, and its EXECUTE tasks with it
+                partition = dataclasses.replace(partition, done=True)
+                if not ctx.dry_run:
+                    executions.extend(handler.execute_tasks(partition))
+            return partition
 
         async def commit() -> None:
             nonlocal progress, committed, dirty
@@ -157,8 +170,10 @@ class TaskRunner:
                 state_data=examine_state,
                 results=results,
                 partitions=partitions,
+                executions=executions,
             )
             partitions.clear()
+            executions.clear()
             results.clear()
             progress, committed, dirty = Progress(), time.monotonic(), False
 
@@ -179,8 +194,7 @@ class TaskRunner:
                                     handler, ctx, planned, results
                                 )
                                 unplanned = counted
-                            partitions.append(cutter.cut(batch[counted - 1][0].key))
-                            ctx.state = cutter.partition_state
+                            partitions.append(cut(batch[counted - 1][0].key))
                     if planning and unplanned < len(batch):
                         progress += await self._plan_examined(
                             handler, ctx, batch[unplanned:], results
@@ -207,9 +221,11 @@ class TaskRunner:
             # the listing reached the range's end: PROCESS has nothing left to list in it
             # (only the open-ended last partition catches keys written after the listing)
             ctx.state["planned_to"] = end
-        last = cutter.cut(end)
+        last = cut(end)
         extra = handler.extra_tasks() if end is None else []
-        await self.store.add_tasks(job.id, Phase.PROCESS, [*extra, last])
+        await self._checkpoint(
+            ctx, key=None, progress=Progress(), partitions=[*extra, last], executions=executions
+        )
         await self._finish_examine(ctx)
 
     async def _split(self, ctx: JobContext, listed_to: str) -> list[str]:
@@ -338,6 +354,7 @@ class TaskRunner:
         state_data: dict[str, Any] | None = None,
         results: Sequence[ResultRecord] = (),
         partitions: Sequence[NewTask] = (),
+        executions: Sequence[NewTask] = (),
     ) -> JobCounters:
         counters = await self.store.checkpoint(
             ctx.task.id,
@@ -347,6 +364,7 @@ class TaskRunner:
             state_data=state_data,
             results=results,
             partitions=partitions,
+            executions=executions,
         )
         if self.metrics is not None:
             self.metrics.count_progress(ctx.job.job_type, progress)

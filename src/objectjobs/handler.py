@@ -151,8 +151,9 @@ class JobHandler(abc.ABC):
         ``extra_tasks``): return its plan; None (the default) means per-key ``plan``."""
         return None
 
-    def execute_tasks(self, process_task: Task) -> list[NewTask]:
-        """The EXECUTE tasks a finished PROCESS task leads to: by default the same range."""
+    def execute_tasks(self, process_task: Task | NewTask) -> list[NewTask]:
+        """The EXECUTE tasks a finished PROCESS task (or a partition EXAMINING cut done)
+        leads to: by default the same range."""
         return [
             NewTask(
                 seq=process_task.seq,

@@ -13,7 +13,7 @@ import pytest
 
 from objectjobs.engine import PAGE_SIZE
 from objectjobs.errors import StorageError
-from objectjobs.models import JobState, Phase, Task
+from objectjobs.models import JobState, Phase, Task, TaskState
 from objectjobs.settings import Settings
 from objectjobs.storage.interface import ObjectVersion
 from objectjobs.store.interface import JobStore
@@ -82,6 +82,15 @@ async def test_a_big_job_is_examined_in_ranges_and_every_key_counted_once(
     examining = await store.get_job(job.id)
     assert examining is not None and examining.state is JobState.EXAMINING
     assert examining.totals is None
+    while (await run_one(runner, store)) is Phase.EXAMINE:
+        pass
+    # the one PROCESS task run: the open-ended last partition's (keys written after the
+    # listing); every other partition was planned to its end while listed, so it was cut
+    # done, with its EXECUTE task (METRIC: the one job-wide task)
+    process = await store.list_tasks(job.id, Phase.PROCESS)
+    assert [t.end_key for t in process if t.state is not TaskState.DONE] == []
+    assert sum(t.attempts == 0 and t.lease_owner is not None for t in process) == 1
+    assert len(await store.list_tasks(job.id, Phase.EXECUTE)) == 1
     await finish(runner, store)
 
     final = await store.get_job(job.id)

@@ -43,7 +43,7 @@ class MetricReconciliation(JobHandler):
     async def execute(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> ExecBatch:
         return ExecBatch()  # all work is in execute_whole
 
-    def execute_tasks(self, process_task: Task) -> list[NewTask]:
+    def execute_tasks(self, process_task: Task | NewTask) -> list[NewTask]:
         # every PROCESS task adds the same single job-wide task (idempotent by seq)
         return [NewTask(seq=0, start_key="", end_key=None)]
 

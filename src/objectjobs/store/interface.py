@@ -43,7 +43,8 @@ class NewTask:
     """A task to create: a key range of a job for a phase. ``objects``/``bytes`` are the
     totals EXAMINING found in the range (0 when unknown); ``state_data`` is the task's
     initial handler state and ``checkpoint`` how far it is already done (a range that
-    EXAMINING planned while listing it)."""
+    EXAMINING planned while listing it); ``done`` creates it DONE (EXAMINING did its whole
+    work: nobody claims it, its phase's completion counts it as finished)."""
 
     seq: int
     start_key: str
@@ -52,6 +53,7 @@ class NewTask:
     bytes: int = 0
     state_data: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
+    done: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,12 +194,14 @@ class JobStore(abc.ABC):
         state_data: dict[str, Any] | None = None,
         results: Sequence[ResultRecord] = (),
         partitions: Sequence[NewTask] = (),
+        executions: Sequence[NewTask] = (),
     ) -> JobCounters:
         """In one transaction: record that the task is done up to ``key``, add ``progress``
-        to the job's counters, store ``state_data``, append ``results`` and create
-        ``partitions`` as PROCESS tasks of the job (EXAMINING's cuts; idempotent per seq as
-        in ``add_tasks``); the job's state and counters after it. LeaseLost if the worker
-        no longer holds the lease (nothing is written then)."""
+        to the job's counters, store ``state_data``, append ``results``, create
+        ``partitions`` as PROCESS tasks of the job (EXAMINING's cuts) and ``executions``
+        as its EXECUTE tasks (those of partitions created done), both idempotent per seq
+        as in ``add_tasks``; the job's state and counters after it. LeaseLost if the
+        worker no longer holds the lease (nothing is written then)."""
 
     @abc.abstractmethod
     async def release_task(self, task_id: int, worker_id: str, *, retry_in_s: float) -> None:

@@ -415,6 +415,7 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         state_data: dict[str, Any] | None = None,
         results: Sequence[ResultRecord] = (),
         partitions: Sequence[NewTask] = (),
+        executions: Sequence[NewTask] = (),
     ) -> JobCounters:
         async def work(conn: AsyncConnection) -> JobCounters:
             job_id, counters = await task_ops.checkpoint(
@@ -426,9 +427,8 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
                 state_data=state_data,
                 results_=results,
             )
-            await task_ops.add_tasks(
-                conn, job_id, Phase.PROCESS, partitions, dialect=self._db.dialect
-            )
+            for phase, new in ((Phase.PROCESS, partitions), (Phase.EXECUTE, executions)):
+                await task_ops.add_tasks(conn, job_id, phase, new, dialect=self._db.dialect)
             return counters
 
         return await self._db.run(work, write=True)

@@ -260,7 +260,7 @@ async def add_tasks(
             "seq": t.seq,
             "start_key": t.start_key,
             "end_key": t.end_key,
-            "state": TaskState.PENDING.value,
+            "state": (TaskState.DONE if t.done else TaskState.PENDING).value,
             "attempts": 0,
             "objects": t.objects,
             "bytes": t.bytes,
