@@ -1,17 +1,16 @@
 """Runs one leased task: the phases of SPEC §3.1 over one key range, with checkpoints.
 
-EXAMINE lists the job's scope once and cuts it into key-range partitions (PROCESS tasks)
-with object and byte totals. PROCESS evaluates each partition (the plan), EXECUTE applies
-it. Every batch of keys ends with a checkpoint that commits, in one transaction, the last
-key handled, the counters it added, the handler's state and the per-object results, so a
-worker that takes over an expired lease resumes exactly where the last commit left off.
+EXAMINE lists the job's scope once, in one or several key ranges, and cuts it into
+key-range partitions (PROCESS tasks) with object and byte totals (``examining``). PROCESS
+evaluates each partition (the plan), EXECUTE applies it. Every batch of keys ends with a
+checkpoint that commits, in one transaction, the last key handled, the counters it added,
+the handler's state and the per-object results, so a worker that takes over an expired
+lease resumes exactly where the last commit left off.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -23,11 +22,11 @@ from objectjobs.errors import (
     JobFailed,
     TransientStorageError,
 )
+from objectjobs.examining import Examination
 from objectjobs.handler import JobContext, JobHandler, KeyGroup, PlanBatch, StorageResolver
 from objectjobs.jobs import handler_for
 from objectjobs.metrics import Metrics
 from objectjobs.models import JobRecord, JobState, JobType, Phase, Progress, ResultRecord, Task
-from objectjobs.partitioning import PartitionCutter
 from objectjobs.ratelimit import TokenBucket
 from objectjobs.readahead import read_ahead
 from objectjobs.retry import backoff_delay, retrying
@@ -40,11 +39,6 @@ log = logging.getLogger("objectjobs.engine")
 PAGE_SIZE = 1000
 #: how often the job's rate is measured for describe (objects/s over this window)
 RATE_WINDOW_S = 2.0
-#: EXAMINING commits its position at least this often (and whenever it cuts partitions)
-EXAMINE_COMMIT_S = 1.0
-#: the PROCESS tasks of EXAMINE task n (one key range of the job) are numbered from
-#: n * RANGE_SEQS: ranges examined at the same time never number two partitions alike
-RANGE_SEQS = 1_000_000
 #: failures are judged against maxFailurePercent once this many objects were attempted
 FAILURE_JUDGEMENT_MIN = 1000
 
@@ -92,7 +86,7 @@ class TaskRunner:
         )
         try:
             if task.phase is Phase.EXAMINE:
-                await self._examine(handler, ctx, limiter)
+                await Examination(self, handler, ctx, limiter).run()
             elif task.phase is Phase.PROCESS:
                 await self._process(handler, ctx, limiter)
             else:
@@ -109,172 +103,6 @@ class TaskRunner:
 
     # --- phases -------------------------------------------------------------------------
 
-    async def _examine(
-        self, handler: JobHandler, ctx: JobContext, limiter: TokenBucket | None
-    ) -> None:
-        job, task = ctx.job, ctx.task
-        await handler.prepare(ctx)
-        first_seq = task.seq * RANGE_SEQS
-        existing = [
-            t
-            for t in await self.store.list_tasks(job.id, Phase.PROCESS)
-            if first_seq <= t.seq < first_seq + RANGE_SEQS
-        ]
-        # the first task, once it split the job, examines up to the first boundary only
-        splits: list[str] = ctx.state.get("splits") or []
-        end = splits[0] if splits else task.end_key
-        if splits:
-            await self._add_ranges(job.id, splits)  # again: a crash may have come between
-        if existing and existing[-1].end_key == end:
-            # the range's last partition exists: only the completion was lost
-            await self._finish_examine(ctx)
-            return
-        cutter = PartitionCutter.resumed(
-            ctx.state.get("cutting"), existing, start=task.start_key, first_seq=first_seq
-        )
-        # A job paced by objectsPerSecond lists at full speed here instead, so its totals
-        # (the progress bar's end, the ETA) are known early; PROCESSING then paces the plan.
-        planning = handler.plans_while_examining and limiter is None
-        count_processed = ctx.dry_run or handler.processed_in_plan
-        examine_state, ctx.state = ctx.state, cutter.partition_state
-        size = self.settings.worker.partition_objects
-        # a job is split once, by its first task, when its first partition is full (so a
-        # job of one partition never is) and the rest of the listing is still ahead
-        may_split = (
-            task.seq == 0 and task.end_key is None and not splits and "splits" not in examine_state
-        )
-        partitions: list[NewTask] = []
-        executions: list[NewTask] = []  # the EXECUTE tasks of partitions cut done
-        results: list[ResultRecord] = []
-        progress = Progress()
-        committed, dirty = time.monotonic(), False
-
-        def cut(end_key: str | None) -> NewTask:
-            partition = cutter.cut(end_key)
-            ctx.state = cutter.partition_state
-            if end_key is not None and partition.checkpoint == end_key:
-                # planned to its end while listed: its PROCESS task would have nothing to
-                # do, so it is created done, and its EXECUTE tasks with it
-                partition = dataclasses.replace(partition, done=True)
-                if not ctx.dry_run:
-                    executions.extend(handler.execute_tasks(partition))
-            return partition
-
-        async def commit() -> None:
-            nonlocal progress, committed, dirty
-            examine_state["cutting"] = cutter.to_dict()
-            await self._checkpoint(
-                ctx,
-                key=cutter.listed_to,
-                progress=progress if count_processed else Progress(),
-                state_data=examine_state,
-                results=results,
-                partitions=partitions,
-                executions=executions,
-            )
-            partitions.clear()
-            executions.clear()
-            results.clear()
-            progress, committed, dirty = Progress(), time.monotonic(), False
-
-        listing_ended = False
-        while not listing_ended:
-            listing_ended = True
-            groups = self._key_groups(handler, ctx, cutter.listed_to, end)
-            async with contextlib.aclosing(groups):
-                async for batch in groups:
-                    # counted: groups added to the cut; unplanned: first index not planned
-                    counted, unplanned, dirty = 0, 0, True
-                    while counted < len(batch):
-                        counted = cutter.fill(batch, counted, size)
-                        if cutter.objects >= size:
-                            if planning:
-                                planned = batch[unplanned:counted]
-                                progress += await self._plan_examined(
-                                    handler, ctx, planned, results
-                                )
-                                unplanned = counted
-                            partitions.append(cut(batch[counted - 1][0].key))
-                    if planning and unplanned < len(batch):
-                        progress += await self._plan_examined(
-                            handler, ctx, batch[unplanned:], results
-                        )
-                    if may_split and partitions:
-                        may_split = False
-                        splits = await self._split(ctx, cutter.listed_to)
-                        if splits:
-                            # committed before the ranges are added, so a takeover adds
-                            # the same ones
-                            examine_state["splits"] = splits
-                            end, listing_ended = splits[0], False
-                    # A listing page takes milliseconds to count: commit when partitions
-                    # are cut and about every second, not per page; a takeover repeats at
-                    # most that second.
-                    if partitions or time.monotonic() - committed >= EXAMINE_COMMIT_S:
-                        await commit()
-                    if not listing_ended:
-                        await self._add_ranges(job.id, splits)
-                        break  # and list on up to the range's new end
-        if dirty:
-            await commit()
-        if planning and end is not None:
-            # the listing reached the range's end: PROCESS has nothing left to list in it
-            # (only the open-ended last partition catches keys written after the listing)
-            ctx.state["planned_to"] = end
-        last = cut(end)
-        extra = handler.extra_tasks() if end is None else []
-        await self._checkpoint(
-            ctx, key=None, progress=Progress(), partitions=[*extra, last], executions=executions
-        )
-        await self._finish_examine(ctx)
-
-    async def _split(self, ctx: JobContext, listed_to: str) -> list[str]:
-        """Boundaries cutting the rest of the job's scope, after ``listed_to``, into key
-        ranges that other EXAMINE tasks list at the same time; [] to list on alone."""
-        ranges = self.settings.worker.examine_ranges
-        if ranges < 2:
-            return []
-        try:
-            return await ctx.storage.key_splits(
-                ctx.job.bucket, prefix=ctx.prefix, start_after=listed_to, parts=ranges
-            )
-        except TransientStorageError as exc:
-            log.info("job %s lists alone: %s", ctx.job.id, exc.message)
-            return []
-
-    async def _add_ranges(self, job_id: int, splits: Sequence[str]) -> None:
-        """The EXAMINE tasks of the ranges after the first: (b1, b2], ..., (bn, end)."""
-        ends: list[str | None] = [*splits[1:], None]
-        await self.store.add_tasks(
-            job_id,
-            Phase.EXAMINE,
-            [
-                NewTask(seq, start, end)
-                for seq, (start, end) in enumerate(zip(splits, ends, strict=True), 1)
-            ],
-        )
-        if self.on_new_tasks is not None:
-            self.on_new_tasks()
-
-    async def _plan_examined(
-        self,
-        handler: JobHandler,
-        ctx: JobContext,
-        groups: Sequence[KeyGroup],
-        results: list[ResultRecord],
-    ) -> Progress:
-        """Plan listed groups into ``ctx.state`` (the partition's), adding the plan's
-        results to ``results``, and note how far the partition is planned; the progress
-        that is."""
-        decided = await handler.plan(ctx, groups)
-        ctx.state["planned_to"] = ctx.batch_after = groups[-1][0].key  # the next part's bound
-        results.extend(decided.results)
-        return _add_to_plan(ctx.state.setdefault("plan", {}), decided)
-
-    async def _finish_examine(self, ctx: JobContext) -> None:
-        # the last range to finish moves the job on, with the totals of all partitions
-        await self.store.complete_task(ctx.task.id, self.worker_id, next_state=JobState.PROCESSING)
-
     async def _process(
         self, handler: JobHandler, ctx: JobContext, limiter: TokenBucket | None
     ) -> None:
@@ -283,13 +111,13 @@ class TaskRunner:
         count_processed = ctx.dry_run or handler.processed_in_plan
 
         def add_to_plan(decided: PlanBatch) -> Progress:
-            progress = _add_to_plan(plan, decided)
+            progress = decided.add_to(plan)
             return progress if count_processed else Progress()
 
         whole = await handler.plan_whole(ctx)
         if whole is not None:
             progress = add_to_plan(whole)
-            await self._checkpoint(
+            await self.checkpoint(
                 ctx,
                 key=None,
                 progress=progress,
@@ -301,9 +129,9 @@ class TaskRunner:
             # the whole range, or of a range planned while examining (its checkpoint) the
             # keys written after the listing passed, which only the open-ended last one has
             if task.end_key is None or start < task.end_key:
-                async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
+                async for batch in self.key_groups(handler, ctx, start, task.end_key, limiter):
                     decided = await handler.plan(ctx, batch)
-                    await self._checkpoint(
+                    await self.checkpoint(
                         ctx,
                         key=batch[-1][0].key,
                         progress=add_to_plan(decided),
@@ -325,12 +153,12 @@ class TaskRunner:
         job, task = ctx.job, ctx.task
         whole = await handler.execute_whole(ctx)
         if whole is not None:
-            await self._checkpoint(ctx, key=None, progress=whole.progress, results=whole.results)
+            await self.checkpoint(ctx, key=None, progress=whole.progress, results=whole.results)
         else:
             start = task.checkpoint if task.checkpoint is not None else task.start_key
-            async for batch in self._key_groups(handler, ctx, start, task.end_key, limiter):
+            async for batch in self.key_groups(handler, ctx, start, task.end_key, limiter):
                 done = await handler.execute(ctx, batch)
-                counters = await self._checkpoint(
+                counters = await self.checkpoint(
                     ctx,
                     key=batch[-1][0].key,
                     progress=done.progress,
@@ -345,7 +173,7 @@ class TaskRunner:
 
     # --- helpers ------------------------------------------------------------------------
 
-    async def _checkpoint(
+    async def checkpoint(
         self,
         ctx: JobContext,
         *,
@@ -356,6 +184,8 @@ class TaskRunner:
         partitions: Sequence[NewTask] = (),
         executions: Sequence[NewTask] = (),
     ) -> JobCounters:
+        """``JobStore.checkpoint`` for the task of ``ctx``, counted in the metrics and the
+        job's rate; the job's state and counters as of the commit. LeaseLost."""
         counters = await self.store.checkpoint(
             ctx.task.id,
             self.worker_id,
@@ -430,7 +260,7 @@ class TaskRunner:
         ]
         return TokenBucket(float(rate) / max(1, len(running)))
 
-    async def _key_groups(
+    async def key_groups(
         self,
         handler: JobHandler,
         ctx: JobContext,
@@ -514,13 +344,3 @@ class TaskRunner:
             return list(await asyncio.gather(*(one(i) for i in items), return_exceptions=True))
 
         return run_each
-
-
-def _add_to_plan(plan: dict[str, list[int]], decided: PlanBatch) -> Progress:
-    """Add ``decided`` to a task's plan (action -> [objects, bytes]); the progress it is."""
-    for action, (objects, size) in decided.actions.items():
-        slot = plan.setdefault(action, [0, 0])
-        slot[0] += objects
-        slot[1] += size
-    size = sum(bytes_ for _, bytes_ in decided.actions.values())
-    return Progress(processed=decided.evaluated, bytes=size)

@@ -39,6 +39,16 @@ class PlanBatch:
         slot[0] += count
         slot[1] += size
 
+    def add_to(self, plan: dict[str, list[int]]) -> Progress:
+        """Add these decisions to a task's plan (action -> [objects, bytes]); the progress
+        they are."""
+        for action, (objects, size) in self.actions.items():
+            slot = plan.setdefault(action, [0, 0])
+            slot[0] += objects
+            slot[1] += size
+        size = sum(bytes_ for _, bytes_ in self.actions.values())
+        return Progress(processed=self.evaluated, bytes=size)
+
 
 @dataclass
 class ExecBatch:

@@ -17,9 +17,8 @@ from objectjobs.models import JobState, Phase, Task, TaskState
 from objectjobs.settings import Settings
 from objectjobs.storage.interface import ObjectVersion
 from objectjobs.store.interface import JobStore
-from objectjobs.worker import Worker
 
-from .support import create_job
+from .support import create_job, running_workers, wait_for
 from .test_engine import fill
 from .test_examine_planning import WORKER, CountingStorage, run_one, runner_for
 
@@ -173,19 +172,13 @@ async def test_ranges_are_examined_by_several_workers_at_once(
     fill(counting.root, "b1", 3000)
     job = await create_job(store, owner, "b1")
     slow = SlowListing(counting.root)
-    workers = [Worker(settings, store, slow, worker_id=f"w{i}") for i in range(2)]
-    async with workers[0].running(), workers[1].running():
-        while True:
-            current = await store.get_job(job.id)
-            assert current is not None
-            if not current.state.active:
-                break
-            await asyncio.sleep(0.05)
+    async with running_workers(settings, store, slow, count=2) as workers:
+        final = await wait_for(store, job.id)
     await slow.close()
-    assert current.state is JobState.COMPLETE, current.failure_reasons
-    assert current.processed == 3000
+    assert final.state is JobState.COMPLETE, final.failure_reasons
+    assert final.processed == 3000
     examine = await assert_tiled(store, job.id)
-    assert {t.lease_owner for t in examine} == {"w0", "w1"}
+    assert {t.lease_owner for t in examine} == {w.worker_id for w in workers}
 
 
 class SlowListing(CountingStorage):

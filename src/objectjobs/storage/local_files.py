@@ -313,24 +313,29 @@ def walk_sorted(
     yield from _walk(str(bucket_dir), meta, "", prefix, start_after, end_key)
 
 
+def _entries(directory: str | int) -> Iterator[tuple[str, bool]]:
+    """(name, is a directory) of the files and subdirectories in ``directory`` (a path or
+    an open descriptor) whose names a key can hold, in directory order."""
+    with os.scandir(directory) as it:
+        for e in it:
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+                if not is_dir and not e.is_file(follow_symlinks=False):
+                    continue
+            except OSError:
+                continue
+            name = e.name
+            if name.isascii() or _is_utf8(name):
+                yield name, is_dir
+
+
 def dir_entries(directory: str, base: str) -> list[str]:
     """The sort keys of the objects and subdirectories directly in ``directory`` (whose
     keys start with ``base``), a subdirectory's ending in "/"; [] if it is gone."""
-    found: list[str] = []
     try:
-        with os.scandir(directory) as it:
-            for e in it:
-                try:
-                    is_dir = e.is_dir(follow_symlinks=False)
-                    if not is_dir and not e.is_file(follow_symlinks=False):
-                        continue
-                except OSError:
-                    continue
-                if _is_utf8(e.name):
-                    found.append(f"{base}{e.name}/" if is_dir else base + e.name)
+        return [f"{base}{n}/" if d else base + n for n, d in _entries(directory)]
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return found
 
 
 def _is_utf8(name: str) -> bool:
@@ -368,21 +373,11 @@ def _walk(
         # (memory touched instead of reused), measured on 200,000 files.
         found: dict[str, bool] = {}
         try:
-            with os.scandir(fd) as it:
-                for e in it:
-                    try:
-                        is_dir = e.is_dir(follow_symlinks=False)
-                        if not is_dir and not e.is_file(follow_symlinks=False):
-                            continue
-                    except OSError:
-                        continue
-                    name = e.name
-                    if not name.isascii() and not _is_utf8(name):
-                        continue
-                    if is_dir:
-                        name += "/"
-                    if not filtered or in_scope(base + name, is_dir, prefix, start_after):
-                        found[name] = is_dir
+            for name, is_dir in _entries(fd):
+                if is_dir:
+                    name += "/"
+                if not filtered or in_scope(base + name, is_dir, prefix, start_after):
+                    found[name] = is_dir
         except FileNotFoundError:
             return
         # which files have sidecars: one scandir instead of a failed open per foreign file
