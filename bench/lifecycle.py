@@ -231,27 +231,35 @@ async def bench_rgw(count: int, work: Path) -> dict[str, Any]:
         server.stop()
 
 
-async def bench_local(count: int, work: Path) -> dict[str, Any]:
+async def bench_local(count: int, work: Path, *, rclone_first: bool) -> dict[str, Any]:
+    """Both contenders on local files, the one that runs first filled first. Run in both
+    orders, so that neither always meets the disk in the state the other one left it in
+    (on this machine's disk, deletes and creates are paced by what it did just before;
+    see bench/RESULTS.md)."""
     from objectjobs.storage.local import LocalStorage
 
-    root = work / "buckets"
+    root = work / ("buckets-rclone-first" if rclone_first else "buckets")
     root.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    fill_local(root, "ours", count)
-    fill_local(root, "theirs", count)
+    for bucket in ("theirs", "ours") if rclone_first else ("ours", "theirs"):
+        fill_local(root, bucket, count)
     print(f"local: filled 2 x {count} in {time.perf_counter() - t:.0f}s", flush=True)
-    settle_disk()
-    storage = LocalStorage(root)
-    (work / "local").mkdir(exist_ok=True)
-    ours = await run_ours(storage, "ours", work / "local", {"kind": "local", "root": root})
-    ours["left"] = (
-        sum(len(f) for _, _, f in os.walk(root / "ours")) if (root / "ours").exists() else 0
-    )
-    await storage.close()
-    settle_disk()
-    theirs = run_rclone(str(root / "theirs"), {})
-    theirs["left"] = sum(len(f) for _, _, f in os.walk(root / "theirs"))
-    return {"objects": count, "ours": ours, "rclone": theirs}
+    result: dict[str, Any] = {"objects": count}
+    for who in ("rclone", "ours") if rclone_first else ("ours", "rclone"):
+        settle_disk()
+        if who == "rclone":
+            result[who] = run_rclone(str(root / "theirs"), {})
+            result[who]["left"] = sum(len(f) for _, _, f in os.walk(root / "theirs"))
+            continue
+        storage = LocalStorage(root)
+        result[who] = await run_ours(
+            storage, "ours", work / f"{root.name}-jobs", {"kind": "local", "root": root}
+        )
+        result[who]["left"] = (
+            sum(len(f) for _, _, f in os.walk(root / "ours")) if (root / "ours").exists() else 0
+        )
+        await storage.close()
+    return result
 
 
 def table(name: str, r: dict[str, Any]) -> str:
@@ -303,8 +311,11 @@ async def main() -> None:
             )
             print(parts[-1], flush=True)
         if not args.skip_local:
-            parts.append(table("local directory", await bench_local(args.local_files, work)))
-            print(parts[-1], flush=True)
+            for rclone_first in (False, True):
+                first = "rclone" if rclone_first else "ours"
+                result = await bench_local(args.local_files, work, rclone_first=rclone_first)
+                parts.append(table(f"local directory, {first} first", result))
+                print(parts[-1], flush=True)
     load1 = os.getloadavg()
     parts.insert(
         2,
