@@ -6,10 +6,11 @@ Ceph RGW with the raw listing ceiling (../shared/ceph/s3_bench_raw.py's hand-rol
 
 Each contender runs in its own child process; wall time, CPU seconds (user+sys) and peak RSS
 are read from that child's rusage (``os.wait4``). Our "job" row is the whole job, from
-create to COMPLETE, with the CPU seconds the process spent in that time: EXAMINING (one
-listing of every version, counted as it goes), PROCESSING (keys written since), EXECUTING
-(uploads, the record). rclone size lists once and counts current objects only. Everything
-binds 127.0.0.1.
+create to COMPLETE, with the CPU seconds its worker processes spent in that time (local:
+the embedded default's, one per core; RGW: one): EXAMINING (one listing of every version,
+in key ranges listed at once, counted as it goes), PROCESSING (keys written since),
+EXECUTING (uploads, the record). rclone size lists once and counts current objects only.
+Everything binds 127.0.0.1.
 """
 
 from __future__ import annotations
