@@ -223,6 +223,31 @@ async def test_checkpoint_creates_partitions_with_it_or_not_at_all(
     assert got is not None and got.processed == 2
 
 
+async def test_a_partition_cut_done_comes_with_its_execute_tasks_and_is_never_claimed(
+    store: SqlJobStore, user: User
+) -> None:
+    job = await make_job(store, user)
+    examine = await claim(store, "w")
+    done = NewTask(0, "", "k1", 2, 20, checkpoint="k1", done=True)
+    follow_up = NewTask(0, "", "k1", 2, 20)
+    with pytest.raises(LeaseLost):  # refused: neither is created
+        await store.checkpoint(examine.id, "other", key="k1", progress=Progress(),
+                               partitions=[done], executions=[follow_up])
+    assert await store.list_tasks(job.id) == [examine]
+    await store.checkpoint(examine.id, "w", key="k1", progress=Progress(),
+                           partitions=[done], executions=[follow_up])
+    await store.add_tasks(job.id, Phase.PROCESS, [NewTask(1, "k1", None)])
+    [cut, last] = await store.list_tasks(job.id, Phase.PROCESS)
+    assert (cut.state, last.state) == (TaskState.DONE, TaskState.PENDING)
+    assert await store.complete_task(examine.id, "w", next_state=JobState.PROCESSING)
+    # only the open-ended partition is left to run; its completion moves the job on
+    process = await claim(store, "w")
+    assert process.id == last.id and await store.claim_task("w2", 30) is None
+    assert await store.complete_task(process.id, "w", next_state=JobState.EXECUTING)
+    [execute] = await store.list_tasks(job.id, Phase.EXECUTE)
+    assert (execute.seq, execute.end_key, execute.state) == (0, "k1", TaskState.PENDING)
+
+
 async def test_counters_under_concurrent_increments(store: SqlJobStore, user: User) -> None:
     job = await make_job(store, user)
     await to_execute(store, job, 6)
