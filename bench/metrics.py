@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -55,13 +56,13 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, An
 
 
 async def job_child(kind: str, bucket: str, root: str, endpoint: dict[str, str]) -> None:
+    from pool import worker_processes
+
     from objectjobs.models import JobState, JobType, NewJob
     from objectjobs.settings import S3EndpointSettings, load_settings
     from objectjobs.storage.factory import open_storage
     from objectjobs.store.sql import SqlJobStore
     from objectjobs.worker import Worker, tune_gc
-
-    from pool import worker_processes
 
     data = Path(tempfile.mkdtemp(prefix="oj-bench-"))
     db_path = data / "jobs.db"
@@ -118,6 +119,7 @@ async def job_child(kind: str, bucket: str, root: str, endpoint: dict[str, str])
     )
     await storage.close()
     await store.close()
+    shutil.rmtree(data, ignore_errors=True)
 
 
 # --- data sets ------------------------------------------------------------------------------
@@ -204,13 +206,16 @@ def rows(
 
 def bench_local(count: int) -> list[str]:
     root = Path(tempfile.mkdtemp(prefix="oj-bench-local-"))
-    make_local(root, "bench", count)
-    me = [sys.executable, __file__, "--child", "local", "--bucket", "bench", "--root", str(root)]
-    ours = run_child(me)
-    result = json.loads(ours["stdout"].strip().splitlines()[-1])
-    assert result["processed"] == count, result
-    rclone = run_child(["rclone", "size", "--json", str(root / "bench")])
-    assert json.loads(rclone["stdout"])["count"] == count
+    try:
+        make_local(root, "bench", count)
+        me = [sys.executable, __file__, "--child", "local", "--bucket", "bench"]
+        ours = run_child([*me, "--root", str(root)])
+        result = json.loads(ours["stdout"].strip().splitlines()[-1])
+        assert result["processed"] == count, result
+        rclone = run_child(["rclone", "size", "--json", str(root / "bench")])
+        assert json.loads(rclone["stdout"])["count"] == count
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     return [
         f"### {count:,} local files (embedded default: local driver, SQLite)",
         "",
