@@ -43,12 +43,12 @@ async def split_keys(children: Children, prefix: str, start_after: str, parts: i
         return []
     top = prefix[: prefix.rfind("/") + 1]
     level = await _expand([top], children, prefix, start_after)
-    reads = 1
     if level is None:
         return []
-    while len(level) < parts and any(e.endswith("/") for e in level):
+    reads = 1
+    while len(level) < parts:
         dirs = sum(e.endswith("/") for e in level)
-        if reads + dirs > MAX_READS:
+        if not dirs or reads + dirs > MAX_READS:
             break
         deeper = await _expand(level, children, prefix, start_after)
         reads += dirs
