@@ -11,6 +11,7 @@ lease resumes exactly where the last commit left off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -291,21 +292,25 @@ class TaskRunner:
                     end_key=end_key,
                     page_size=PAGE_SIZE,
                 )
-                async for page in read_ahead(pages):
-                    groups: list[KeyGroup] = []
-                    for version in page:
-                        if pending and pending[0].key != version.key:
-                            groups.append(pending)
-                            pending = []
-                        pending.append(version)
-                    for i in range(0, len(groups), batch_cap):
-                        chunk = groups[i : i + batch_cap]
-                        if limiter is not None:
-                            await limiter.acquire(sum(len(g) for g in chunk))
-                        ctx.batch_after = resume
-                        yield chunk
-                        resume = chunk[-1][0].key
-                    failures = 0
+                # closed with this generator, not when collected: a consumer that stops
+                # early (a range cut shorter) must not leave a read-ahead listing running
+                # beside its next one
+                async with contextlib.aclosing(read_ahead(pages)) as ahead:
+                    async for page in ahead:
+                        groups: list[KeyGroup] = []
+                        for version in page:
+                            if pending and pending[0].key != version.key:
+                                groups.append(pending)
+                                pending = []
+                            pending.append(version)
+                        for i in range(0, len(groups), batch_cap):
+                            chunk = groups[i : i + batch_cap]
+                            if limiter is not None:
+                                await limiter.acquire(sum(len(g) for g in chunk))
+                            ctx.batch_after = resume
+                            yield chunk
+                            resume = chunk[-1][0].key
+                        failures = 0
                 if pending:
                     if limiter is not None:
                         await limiter.acquire(len(pending))

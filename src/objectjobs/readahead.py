@@ -4,13 +4,13 @@ its way, a directory walk in a thread) overlaps the consumer's work on the item 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-async def read_ahead(source: AsyncIterator[T]) -> AsyncIterator[T]:
+async def read_ahead(source: AsyncIterator[T]) -> AsyncGenerator[T, None]:
     """Yield ``source``'s items in order, fetching the next one while the caller works on the
     current one. Errors surface where the item would have; closing the reader stops the
     fetch in flight and closes ``source``."""

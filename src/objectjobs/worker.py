@@ -21,7 +21,7 @@ from objectjobs.errors import JobStoreError, LeaseLost, ObjectJobsError
 from objectjobs.handler import JobHandler
 from objectjobs.logs import current_job_id
 from objectjobs.metrics import Metrics
-from objectjobs.models import JobState, JobType, Task
+from objectjobs.models import JobState, JobType, Phase, Task
 from objectjobs.settings import Settings
 from objectjobs.storage.interface import Storage
 from objectjobs.store.interface import JobStore
@@ -52,6 +52,11 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._targets: dict[str, Storage] = {}
         self._running: dict[int, asyncio.Task[None]] = {}
+        # EXAMINE tasks list their key range from start to end; where the storage gains
+        # nothing from more listings at once, this worker claims no more than that, and
+        # leaves the other ranges to other processes
+        self._examining: set[int] = set()
+        self._examine_limit = storage.capabilities.listings_per_process
         self._wake = asyncio.Event()
         self.runner = TaskRunner(
             settings,
@@ -105,8 +110,13 @@ class Worker:
     async def _fill(self) -> bool:
         claimed = False
         while len(self._running) < self.max_tasks:
+            full = 0 < self._examine_limit <= len(self._examining)
             try:
-                task = await self.store.claim_task(self.worker_id, self.settings.worker.lease_s)
+                task = await self.store.claim_task(
+                    self.worker_id,
+                    self.settings.worker.lease_s,
+                    skip_phases=(Phase.EXAMINE,) if full else (),
+                )
             except JobStoreError as exc:
                 log.warning("claiming failed: %s", exc.message)
                 return False
@@ -120,6 +130,8 @@ class Worker:
                 log.info("took over task %s of job %s", task.id, task.job_id)
                 if self.metrics is not None:
                     self.metrics.lease_takeovers.inc()
+            if task.phase is Phase.EXAMINE:
+                self._examining.add(task.id)
             self._running[task.id] = asyncio.create_task(self._run(task))
         return claimed
 
@@ -148,6 +160,7 @@ class Worker:
             await self._give_back(task, f"internal error: {exc!r}")
         finally:
             self._running.pop(task.id, None)
+            self._examining.discard(task.id)
             self._wake.set()
 
     async def _give_back(self, task: Task, reason: str) -> None:

@@ -5,6 +5,7 @@ range task resumes where its last commit left it; both job stores, the real loca
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -190,3 +191,52 @@ class SlowListing(CountingStorage):
         async for page in super().list_objects(bucket, **kwargs):  # type: ignore[arg-type]
             await asyncio.sleep(0.1)
             yield page
+
+
+class ListingsInFlight(SlowListing):
+    """Slow listings that count how many run at once; declaring how many are worth it."""
+
+    def __init__(self, root: Path, listings_per_process: int) -> None:
+        super().__init__(root)
+        self.capabilities = dataclasses.replace(
+            self.capabilities, listings_per_process=listings_per_process
+        )
+        self.in_flight = self.most = 0
+
+    async def list_objects(  # type: ignore[override]
+        self, bucket: str, **kwargs: object
+    ) -> AsyncIterator[list[ObjectVersion]]:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            async for page in super().list_objects(bucket, **kwargs):
+                yield page
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.mark.parametrize("listings_per_process", [1, 0])
+async def test_a_worker_runs_no_more_listings_at_once_than_its_storage_declares(
+    store: JobStore, settings: Settings, owner: int, tmp_path: Path, listings_per_process: int
+) -> None:
+    # the local driver declares one: a second local listing in one process only slows
+    # both (the GIL); the other ranges wait for this worker or go to other processes
+    root = tmp_path / "inflight"
+    root.mkdir()
+    fill(root, "b1", 3000)
+    storage = ListingsInFlight(root, listings_per_process)
+    one_process = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"processes": 1})}
+    )
+    job = await create_job(store, owner, "b1")
+    async with running_workers(one_process, store, storage):
+        final = await wait_for(store, job.id)
+    await storage.close()
+    assert final.state is JobState.COMPLETE, final.failure_reasons
+    assert final.processed == 3000
+    examine = await assert_tiled(store, job.id)
+    assert len(examine) > 2
+    if listings_per_process:
+        assert storage.most == listings_per_process
+    else:
+        assert storage.most > 1  # the ranges listed at once, as a remote store's are

@@ -76,6 +76,31 @@ async def test_only_tasks_of_the_current_phase_run(store: SqlJobStore, user: Use
         (Phase.PROCESS, 0), (Phase.PROCESS, 1)}
 
 
+async def test_claim_skips_the_phases_asked(store: SqlJobStore, user: User) -> None:
+    # a worker that lists all it can (one local listing per process) claims past the
+    # older job's EXAMINE tasks to the next job's PROCESS work, and the probe agrees
+    older, newer = await make_job(store, user, "older"), await make_job(store, user, "newer")
+    first = await claim(store, "w")
+    assert first.job_id == older.id
+    await store.add_tasks(older.id, Phase.EXAMINE, [NewTask(1, "m", None)])
+    assert await store.claim_task("x", 30, skip_phases=(Phase.EXAMINE,)) is None
+    examine_newer = await store.claim_task("x", 30, skip_phases=(Phase.PROCESS,))
+    assert examine_newer is not None
+    assert (examine_newer.job_id, examine_newer.phase, examine_newer.seq) == (
+        older.id, Phase.EXAMINE, 1)  # the older job's range first: its phase not skipped
+    second = await claim(store, "w")
+    assert (second.job_id, second.phase) == (newer.id, Phase.EXAMINE)
+    await store.add_tasks(newer.id, Phase.PROCESS, [NewTask(0, "", None)])
+    assert await store.complete_task(second.id, "w", next_state=JobState.PROCESSING)
+    await store.add_tasks(older.id, Phase.EXAMINE, [NewTask(2, "t", None)])
+    process = await store.claim_task("y", 30, skip_phases=(Phase.EXAMINE,))
+    assert process is not None and (process.job_id, process.phase) == (newer.id, Phase.PROCESS)
+    assert await store.claim_task("y", 30, skip_phases=(Phase.EXAMINE,)) is None
+    left = await store.claim_task("y", 30)
+    assert left is not None and (left.job_id, left.phase, left.seq) == (
+        older.id, Phase.EXAMINE, 2)
+
+
 async def test_add_tasks_idempotent_and_listed_in_order(store: SqlJobStore,
                                                         user: User) -> None:
     job = await make_job(store, user)

@@ -117,6 +117,7 @@ class LocalStorage(Storage):
         lifecycle_config=True,
         replication_config=True,
         notification_config=True,
+        listings_per_process=1,
     )
 
     def __init__(

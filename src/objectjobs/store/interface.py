@@ -12,7 +12,7 @@ so many workers can report progress on one job at once.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -166,12 +166,15 @@ class JobStore(abc.ABC):
     # --- tasks (leased work) -------------------------------------------------------------
 
     @abc.abstractmethod
-    async def claim_task(self, worker_id: str, lease_s: float) -> Task | None:
+    async def claim_task(
+        self, worker_id: str, lease_s: float, *, skip_phases: Collection[Phase] = ()
+    ) -> Task | None:
         """Lease one runnable task: PENDING, or RUNNING with an expired lease held by
         another worker (a takeover, which increments ``attempts``; a worker never takes
         over its own task, which it may still be running), of an active job whose state
-        matches the task's phase. Oldest job first. Uses ``FOR UPDATE SKIP LOCKED`` where
-        the database has it. None when there is nothing to do."""
+        matches the task's phase, and not of a phase in ``skip_phases`` (a worker that
+        runs as many listings as it can). Oldest job first. Uses ``FOR UPDATE SKIP
+        LOCKED`` where the database has it. None when there is nothing to do."""
 
     @abc.abstractmethod
     async def heartbeat(self, worker_id: str, task_ids: Sequence[int], lease_s: float) -> set[int]:

@@ -7,7 +7,7 @@ turns database errors into ``JobStoreUnavailable`` / ``JobStoreError``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -376,19 +376,26 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
 
     # --- tasks --------------------------------------------------------------------------
 
-    async def claim_task(self, worker_id: str, lease_s: float) -> Task | None:
+    async def claim_task(
+        self, worker_id: str, lease_s: float, *, skip_phases: Collection[Phase] = ()
+    ) -> Task | None:
         if self._db.sqlite:
             # SQLite has one writer: look before taking the write lock, so idle polling
             # never queues heartbeats and checkpoints behind it
             async def probe(conn: AsyncConnection) -> bool:
-                return await task_ops.any_runnable(conn, worker_id, self._now())
+                return await task_ops.any_runnable(conn, worker_id, self._now(), skip_phases)
 
             if not await self._db.run(probe, write=False):
                 return None
 
         async def work(conn: AsyncConnection) -> Task | None:
             return await task_ops.claim(
-                conn, worker_id, self._now(), lease_s, skip_locked=self._db.dialect == "postgresql"
+                conn,
+                worker_id,
+                self._now(),
+                lease_s,
+                skip_phases,
+                skip_locked=self._db.dialect == "postgresql",
             )
 
         return await self._db.run(work, write=True)

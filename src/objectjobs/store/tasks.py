@@ -9,7 +9,7 @@ server are expected to keep their clocks in sync (NTP), as leases are seconds lo
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,7 +46,8 @@ def _job_runs_phase() -> Any:
     )
 
 
-def _runnable(worker_id: str, now: datetime) -> Any:
+def _runnable(worker_id: str, now: datetime, skip_phases: Collection[Phase]) -> Any:
+    skipped = [phase.value for phase in skip_phases]
     return (
         select(tasks.c.id)
         .join(jobs, jobs.c.id == tasks.c.job_id)
@@ -66,22 +67,31 @@ def _runnable(worker_id: str, now: datetime) -> Any:
                 ),
             ),
             _job_runs_phase(),
+            *([tasks.c.phase.not_in(skipped)] if skipped else []),
         )
         .order_by(jobs.c.create_time, jobs.c.id, tasks.c.seq, tasks.c.id)
         .limit(1)
     )
 
 
-async def any_runnable(conn: AsyncConnection, worker_id: str, now: datetime) -> bool:
+async def any_runnable(
+    conn: AsyncConnection, worker_id: str, now: datetime, skip_phases: Collection[Phase]
+) -> bool:
     """Read-only: is there a task ``claim`` would take? (lets idle workers poll without
     taking SQLite's write lock)"""
-    return (await conn.execute(_runnable(worker_id, now))).first() is not None
+    return (await conn.execute(_runnable(worker_id, now, skip_phases))).first() is not None
 
 
 async def claim(
-    conn: AsyncConnection, worker_id: str, now: datetime, lease_s: float, *, skip_locked: bool
+    conn: AsyncConnection,
+    worker_id: str,
+    now: datetime,
+    lease_s: float,
+    skip_phases: Collection[Phase],
+    *,
+    skip_locked: bool,
 ) -> Task | None:
-    runnable = _runnable(worker_id, now)
+    runnable = _runnable(worker_id, now, skip_phases)
     if skip_locked:
         # concurrent claimers skip each other's candidate instead of queueing behind it
         runnable = runnable.with_for_update(skip_locked=True, of=tasks)
