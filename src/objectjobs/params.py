@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from objectjobs.errors import InvalidRequest
-from objectjobs.lifecycle import validate_policy_json
+from objectjobs.lifecycle_policy import validate_policy_json
 from objectjobs.models import JobType
 
 COMMON_KEYS = ("prefix", "dryRun", "maxFailurePercent", "objectsPerSecond")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from objectjobs import lifecycle as lc
+from objectjobs import lifecycle_policy as lp
 from objectjobs.errors import InvalidRequest
 from objectjobs.storage.interface import MultipartUpload, ObjectInfo, ObjectMeta, ObjectVersion
 
@@ -26,12 +27,12 @@ def ver(
     return ObjectVersion(key, vid, latest, marker, 0 if marker else size, None, at(when))
 
 
-def policy(*rules: dict[str, Any]) -> lc.Policy:
+def policy(*rules: dict[str, Any]) -> lp.Policy:
     full = [{"Status": "Enabled", "Filter": {}, "ID": f"r{i}", **r} for i, r in enumerate(rules)]
-    return lc.parse_policy({"Rules": full})
+    return lp.parse_policy({"Rules": full})
 
 
-def actions(p: lc.Policy, group: list[ObjectVersion], as_of: str, **kw: Any) -> list[str]:
+def actions(p: lp.Policy, group: list[ObjectVersion], as_of: str, **kw: Any) -> list[str]:
     return [d.action for d in lc.evaluate_key(p, group, as_of=at(as_of), stable_before=FAR, **kw)]
 
 
@@ -178,7 +179,7 @@ def test_expiration_days_removes_lone_markers_once_old_enough() -> None:
 
 
 def test_filters_prefix_size_tags_and_disabled() -> None:
-    p = lc.parse_policy(
+    p = lp.parse_policy(
         {
             "Rules": [
                 {"ID": "off", "Status": "Disabled", "Filter": {}, "Expiration": {"Days": 1}},
@@ -335,15 +336,15 @@ def _rule(**fields: Any) -> dict[str, Any]:
 )
 def test_invalid_policies_are_rejected_precisely(config: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
-        lc.parse_policy(config)
+        lp.parse_policy(config)
 
 
 def test_validate_policy_json() -> None:
     with pytest.raises(InvalidRequest, match="not valid JSON"):
-        lc.validate_policy_json("{nope")
-    good = lc.validate_policy_json(json.dumps(_rule(Expiration={"Days": 30})))
+        lp.validate_policy_json("{nope")
+    good = lp.validate_policy_json(json.dumps(_rule(Expiration={"Days": 30})))
     assert good.rules[0].expiration_days == 30
-    legacy = lc.parse_policy(
+    legacy = lp.parse_policy(
         {"Rules": [{"Status": "Enabled", "Prefix": "p/", "Expiration": {"Days": 1}}]}
     )
     assert legacy.rules[0].filter.prefix == "p/"
@@ -351,13 +352,13 @@ def test_validate_policy_json() -> None:
 
 def test_boto3_shaped_dates_round_trip() -> None:
     config = _rule(Expiration={"Date": datetime(2030, 1, 1, tzinfo=UTC)})
-    parsed = lc.validate_policy_json(lc.config_to_json(config))
+    parsed = lp.validate_policy_json(lp.config_to_json(config))
     assert parsed.rules[0].expiration_date == at("2030-01-01T00:00:00")
 
 
 def test_as_of() -> None:
     default = at("2020-01-01T00:00:00")
-    assert lc.parse_as_of(None, default) == default
-    assert lc.parse_as_of("2030-01-02T03:04:05Z", default) == at("2030-01-02T03:04:05")
+    assert lp.parse_as_of(None, default) == default
+    assert lp.parse_as_of("2030-01-02T03:04:05Z", default) == at("2030-01-02T03:04:05")
     with pytest.raises(InvalidRequest, match="asOf"):
-        lc.parse_as_of("tomorrow", default)
+        lp.parse_as_of("tomorrow", default)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from objectjobs import lifecycle as lc
+from objectjobs import lifecycle_policy as lp
 from objectjobs.storage.interface import ObjectVersion
 
 AS_OF = datetime(2024, 3, 10, 15, 30, tzinfo=UTC)
@@ -68,11 +69,11 @@ def test_the_screen_decides_as_the_full_evaluation() -> None:
     moments = _moments()
     compared = screened = 0
     for _ in range(300):
-        policy = lc.parse_policy(
+        policy = lp.parse_policy(
             {"Rules": [_random_rule(rng, i) for i in range(rng.randint(1, 3))]}
         )
         for as_of in (AS_OF, AS_OF.astimezone(TOKYO), datetime(2024, 3, 10, tzinfo=UTC)):
-            screen = policy.screen(as_of)
+            screen = lc.current_screen(policy, as_of)
             assert screen is not None
             for _ in range(20):
                 v = ObjectVersion(
@@ -102,26 +103,27 @@ def test_the_screen_decides_as_the_full_evaluation() -> None:
 
 
 def test_naive_times_and_days_beyond_the_calendar_take_the_full_evaluation() -> None:
-    policy = lc.parse_policy(
+    policy = lp.parse_policy(
         {
             "Rules": [
                 {"ID": "far", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 2_000_000}}
             ]
         }
     )
-    assert policy.screen(AS_OF) is None  # as_of - 2e6 days is before year 1
-    near = lc.parse_policy(
+    assert lc.current_screen(policy, AS_OF) is None  # as_of - 2e6 days is before year 1
+    near = lp.parse_policy(
         {"Rules": [{"ID": "near", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}}]}
     )
     naive = ObjectVersion("k", None, True, False, 1, None, datetime(2024, 1, 1))
-    screen = near.screen(AS_OF)
+    screen = lc.current_screen(near, AS_OF)
     assert screen is not None
     assert screen.decide(naive, None) == lc._current(near, naive, None, AS_OF)
 
 
 def test_a_policy_screens_each_moment_once() -> None:
-    policy = lc.parse_policy(
+    policy = lp.parse_policy(
         {"Rules": [{"ID": "r", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}}]}
     )
-    assert policy.screen(AS_OF) is policy.screen(AS_OF)
-    assert policy.screen(AS_OF) is not policy.screen(AS_OF + timedelta(days=1))
+    screen = lc.current_screen(policy, AS_OF)
+    assert screen is lc.current_screen(policy, AS_OF)
+    assert screen is not lc.current_screen(policy, AS_OF + timedelta(days=1))

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from objectjobs import lifecycle as lc
+from objectjobs import lifecycle_policy as lp
 from objectjobs.errors import (
     ConfigurationNotFound,
     InvalidRequest,
@@ -53,7 +54,7 @@ _RESOURCE = "lifecycle.env"  # (saved state, its parsed _Env) of the task run, i
 
 @dataclasses.dataclass(frozen=True)
 class _Env:
-    policy: lc.Policy
+    policy: lp.Policy
     as_of: datetime
     stable_before: datetime
     versioning: str | None
@@ -79,9 +80,9 @@ async def _read_policy(ctx: JobContext) -> str:
         ) from None
     except NotSupported as exc:
         raise JobFailed(f"lifecycle configuration unreadable: {exc.message}") from None
-    text = lc.config_to_json(config)
+    text = lp.config_to_json(config)
     try:
-        lc.validate_policy_json(text)
+        lp.validate_policy_json(text)
     except InvalidRequest as exc:
         raise JobFailed(f"bucket lifecycle configuration is invalid: {exc.message}") from None
     return text
@@ -117,8 +118,8 @@ async def _environment(ctx: JobContext) -> _Env:
         ctx.state["lc"] = saved
     created = ctx.job.create_time
     env = _Env(
-        policy=lc.validate_policy_json(saved["policy"]),
-        as_of=lc.parse_as_of(ctx.params.get("asOf"), created),
+        policy=lp.validate_policy_json(saved["policy"]),
+        as_of=lp.parse_as_of(ctx.params.get("asOf"), created),
         stable_before=created,
         versioning=saved["versioning"],
         lock_possible=saved["lock"],
@@ -145,8 +146,8 @@ class LifecycleUpdate(JobHandler):
 
     async def validate(self, job: NewJob, storage: Storage, settings: Settings) -> None:
         if job.params.get("policy"):
-            lc.validate_policy_json(job.params["policy"])
-        lc.parse_as_of(job.params.get("asOf"), datetime.now(UTC))
+            lp.validate_policy_json(job.params["policy"])
+        lp.parse_as_of(job.params.get("asOf"), datetime.now(UTC))
 
     async def prepare(self, ctx: JobContext) -> None:
         await _read_policy(ctx)
