@@ -42,12 +42,13 @@ class PlanBatch:
     def add_to(self, plan: dict[str, list[int]]) -> Progress:
         """Add these decisions to a task's plan (action -> [objects, bytes]); the progress
         they are."""
+        total = 0
         for action, (objects, size) in self.actions.items():
             slot = plan.setdefault(action, [0, 0])
             slot[0] += objects
             slot[1] += size
-        size = sum(bytes_ for _, bytes_ in self.actions.values())
-        return Progress(processed=self.evaluated, bytes=size)
+            total += size
+        return Progress(processed=self.evaluated, bytes=total)
 
 
 @dataclass

@@ -394,7 +394,7 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
                 worker_id,
                 self._now(),
                 lease_s,
-                skip_phases,
+                skip_phases=skip_phases,
                 skip_locked=self._db.dialect == "postgresql",
             )
 

@@ -87,8 +87,8 @@ async def claim(
     worker_id: str,
     now: datetime,
     lease_s: float,
-    skip_phases: Collection[Phase],
     *,
+    skip_phases: Collection[Phase],
     skip_locked: bool,
 ) -> Task | None:
     runnable = _runnable(worker_id, now, skip_phases)
