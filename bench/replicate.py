@@ -44,7 +44,6 @@ from objectjobs.models import JobState, JobType, NewJob  # noqa: E402
 from objectjobs.settings import Settings, StorageSettings, load_settings  # noqa: E402
 from objectjobs.storage.factory import open_storage  # noqa: E402
 from objectjobs.storage.interface import Storage  # noqa: E402
-from objectjobs.storage.local import LocalStorage  # noqa: E402
 from objectjobs.store.sql import SqlJobStore  # noqa: E402
 from objectjobs.worker import Worker, tune_gc  # noqa: E402
 from tests import servers  # noqa: E402
@@ -242,9 +241,9 @@ async def s3_bench(n: int, work: Path, skip_raw: bool, profile: str | None) -> l
 async def local_bench(n: int, work: Path, profile: str | None) -> list[dict[str, Any]]:
     root = work / "buckets"
     make_files(root / "src", n)
-    storage = LocalStorage(root)
-    await storage.create_bucket("dst")
     settings = bench_settings(work / "oj-local")
+    storage = open_storage(settings.storage, root=root)  # storage.copy_threads applies
+    await storage.create_bucket("dst")
     # what the fill left dirty is written back before each contender starts (untimed):
     # otherwise whoever runs first also pays for the write-back of the files it reads
     os.sync()

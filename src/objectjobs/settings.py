@@ -56,6 +56,8 @@ class S3EndpointSettings(BaseModel):
 class StorageSettings(S3EndpointSettings):
     kind: Literal["local", "s3"] = "local"
     root: Path | None = None  # local: default <data_dir>/buckets
+    # local: batches of small-file copies run at once per worker process (a thread each)
+    copy_threads: int = Field(1, ge=1, le=64)
 
 
 class NotifyTargetSettings(BaseModel):

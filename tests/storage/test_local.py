@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from objectjobs.errors import StorageError
+from objectjobs.cli.common import build_settings
+from objectjobs.errors import ConfigurationError, StorageError
 from objectjobs.storage import local_files as lf
 from objectjobs.storage import local_write
+from objectjobs.storage.factory import open_storage
 from objectjobs.storage.interface import CopyRequest, WriteResult
 from objectjobs.storage.local import LocalStorage
 from tests.storage.helpers import collect
@@ -235,10 +237,13 @@ async def test_copy_of_a_small_file_finishes_a_short_write(
     assert (root / "sw" / "copy").read_bytes() == body
 
 
-async def test_copy_batches_in_flight_are_limited(
-    root: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("env", "limit"), [(None, 1), ("3", 3)])
+async def test_copy_batches_in_flight_are_limited_by_storage_copy_threads(
+    root: Path, monkeypatch: pytest.MonkeyPatch, env: str | None, limit: int
 ) -> None:
-    s = LocalStorage(root, copy_batches=2)
+    if env is not None:
+        monkeypatch.setenv("OBJECTJOBS_STORAGE__COPY_THREADS", env)
+    s = open_storage(build_settings(None).storage, root=root)
     running = most = 0
     lock = threading.Lock()
 
@@ -254,7 +259,16 @@ async def test_copy_batches_in_flight_are_limited(
 
     monkeypatch.setattr(local_write, "copy_many", slow_batch)
     await asyncio.gather(*(s.copy_many("a1", "b1", []) for _ in range(8)))
-    assert most == 2
+    assert most == limit
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_storage_copy_threads_must_be_a_positive_number(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("OBJECTJOBS_STORAGE__COPY_THREADS", value)
+    with pytest.raises(ConfigurationError, match=r"storage\.copy_threads"):
+        build_settings(None)
 
 
 def test_walk_skips_a_file_removed_after_its_directory_was_read(root: Path) -> None:

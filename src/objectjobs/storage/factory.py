@@ -27,5 +27,5 @@ def open_storage(
         local_root = root or settings.root
         if local_root is None:
             raise ConfigurationError("storage.root is required for the local storage driver")
-        return LocalStorage(local_root)
+        return LocalStorage(local_root, copy_batches=settings.copy_threads)
     return S3Storage(settings, capabilities=capabilities)
