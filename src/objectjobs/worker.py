@@ -25,6 +25,7 @@ from objectjobs.models import JobState, JobType, Phase, Task
 from objectjobs.settings import Settings
 from objectjobs.storage.interface import Storage
 from objectjobs.store.interface import JobStore
+from objectjobs.wakeups import NodeWakeups
 
 log = logging.getLogger("objectjobs.worker")
 
@@ -58,6 +59,8 @@ class Worker:
         self._examining: set[int] = set()
         self._examine_limit = storage.capabilities.listings_per_process
         self._wake = asyncio.Event()
+        # the node's other processes: woken when this one adds or finishes tasks
+        self._wakeups = NodeWakeups(settings.data_dir / "wake")
         self.runner = TaskRunner(
             settings,
             store,
@@ -66,13 +69,19 @@ class Worker:
             self.worker_id,
             handlers,
             metrics,
-            on_new_tasks=self._wake.set,
+            on_new_tasks=self._tasks_changed,
         )
         # tasks run in parallel per worker; each runs up to worker.concurrency object ops.
         # The node's worker processes share its task slots: a worker taking them all would
         # leave the other cores idle on a job of a few partitions.
         slots = max(1, min(8, settings.worker.concurrency // 4 or 1))
         self.max_tasks = -(-slots // settings.worker.processes)
+
+    def _tasks_changed(self) -> None:
+        """Tasks were added, or a task ended (which may open a job's next phase): this
+        process claims again, and so do the node's others."""
+        self._wake.set()
+        self._wakeups.notify()
 
     def _target_storage(self, name: str) -> Storage:
         if name not in self._targets:
@@ -86,6 +95,7 @@ class Worker:
         """Work until cancelled; on cancellation, stop running tasks (their leases lapse and
         another worker resumes them)."""
         log.info("worker %s started", self.worker_id)
+        self._wakeups.listen(self._wake.set)
         watcher = asyncio.create_task(self._watch_leases())
         try:
             while True:
@@ -105,6 +115,7 @@ class Worker:
             await asyncio.gather(watcher, *self._running.values(), return_exceptions=True)
             for target in self._targets.values():
                 await target.close()
+            self._wakeups.close()
             log.info("worker %s stopped", self.worker_id)
 
     async def _fill(self) -> bool:
@@ -161,7 +172,7 @@ class Worker:
         finally:
             self._running.pop(task.id, None)
             self._examining.discard(task.id)
-            self._wake.set()
+            self._tasks_changed()
 
     async def _give_back(self, task: Task, reason: str) -> None:
         """Retry a failed task later (any worker, with backoff), or fail its job once the

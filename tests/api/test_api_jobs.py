@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import pytest
 
 from objectjobs.models import JobState, JobType, NewJob, Outcome, Progress, ResultRecord
+from objectjobs.wakeups import NodeWakeups
 from tests.api.conftest import Api
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -287,3 +289,20 @@ async def test_bucket_usage(api: Api) -> None:
     body = r.json()
     assert body["usage"] == usage and body["jobId"] == job["jobId"]
     assert TIME_RE.match(body["updateTime"])
+
+
+async def test_creating_a_job_wakes_the_worker_processes_of_the_node(api: Api) -> None:
+    listener = NodeWakeups(api.settings.data_dir / "wake")  # as a worker process listens
+    woken = asyncio.Event()
+    listener.listen(woken.set)
+    try:
+        r = await api.post(
+            "/jobs/create",
+            {"jobType": "METRIC_RECONCILIATION", "bucketName": "b1", "jobParams": {}},
+            user="oper",
+        )
+        assert r.status_code == 200, r.text
+        async with asyncio.timeout(5):
+            await woken.wait()
+    finally:
+        listener.close()

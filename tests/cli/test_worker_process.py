@@ -16,18 +16,19 @@ from objectjobs.auth import hash_password
 from objectjobs.cli import app
 from objectjobs.models import JobState, JobType, NewJob
 from objectjobs.settings import load_settings
+from objectjobs.wakeups import NodeWakeups
 from objectjobs.wiring import open_store
 from tests.cli.serving import ServeProcess, clean_env, terminate
 
 
-def start_worker(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(data_dir: Path, log: Path, **env: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as err:
         return subprocess.Popen(
             [sys.executable, "-m", "objectjobs", "worker"],
             stdin=subprocess.DEVNULL,
             stdout=err,
             stderr=err,
-            env=clean_env(OBJECTJOBS_DATA_DIR=str(data_dir)),
+            env=clean_env(OBJECTJOBS_DATA_DIR=str(data_dir), **env),
         )
 
 
@@ -109,3 +110,47 @@ def test_watch_until_complete(
     # the bucket fixture holds four objects
     assert watched.stdout.splitlines()[-1] == f"job {job_id} COMPLETE: processed 4, failed 0"
     assert "4/4" in watched.stdout
+
+
+async def test_a_sleeping_worker_process_is_woken_by_a_job_created_on_its_node(
+    tmp_path: Path,
+) -> None:
+    """The worker polls every 60 s here: the job is done long before its next poll only
+    because creating it woke the worker (as the API does, ``NodeWakeups.notify``)."""
+    data_dir = tmp_path / "data"
+    bucket = data_dir / "buckets" / "woken"
+    bucket.mkdir(parents=True)
+    for i in range(5):
+        (bucket / f"obj-{i}").write_bytes(b"x" * i)
+    settings = load_settings(None, data_dir=data_dir)
+    store = await open_store(settings)
+    log = tmp_path / "worker.log"
+    proc = start_worker(
+        data_dir, log, OBJECTJOBS_WORKER__POLL_S="60", OBJECTJOBS_WORKER__PROCESSES="1"
+    )
+    try:
+        wait_started(proc, log)
+        deadline = time.monotonic() + 30
+        while not list((data_dir / "wake").glob("*.sock")):  # listening
+            assert time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1)  # its first claim found nothing: asleep for 60 s now
+        owner = await store.create_user("owner", "operator", hash_password("pw-owner"))
+        job, _ = await store.create_job(
+            NewJob(JobType.METRIC_RECONCILIATION, "woken", {}, owner.id)
+        )
+        created = time.monotonic()
+        NodeWakeups(data_dir / "wake").notify()
+        record = job
+        while record.state.active and time.monotonic() - created < 20:
+            assert proc.poll() is None, log.read_text()
+            await asyncio.sleep(0.1)
+            found = await store.get_job(job.id)
+            assert found is not None
+            record = found
+        assert record.state is JobState.COMPLETE, log.read_text()
+        assert record.processed == 5
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()
+        await store.close()
+    assert not list((data_dir / "wake").glob("*.sock"))  # removed as it stopped

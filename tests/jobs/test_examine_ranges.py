@@ -167,9 +167,13 @@ async def test_a_range_taken_over_mid_listing_resumes_at_its_last_checkpoint(
     assert final.processed == 5000 and final.totals == {"objects": 5000, "bytes": total}
 
 
+@pytest.mark.parametrize("poll_s", [0.05, 60.0])
 async def test_ranges_are_examined_by_several_workers_at_once(
-    store: JobStore, counting: CallCountingStorage, settings: Settings, owner: int
+    store: JobStore, counting: CallCountingStorage, settings: Settings, owner: int, poll_s: float
 ) -> None:
+    # polling every minute, the worker that found nothing to claim at its start joins
+    # only because the other's split wakes it (objectjobs.wakeups)
+    settings.worker.poll_s = poll_s
     fill(counting.root, "b1", 3000)
     job = await create_job(store, owner, "b1")
     slow = SlowListing(counting.root)

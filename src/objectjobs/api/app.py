@@ -73,6 +73,7 @@ def create_app(
                     hash_password, secrets.token_urlsafe(16)
                 ),
             )
+            stack.callback(app.state.ctx.wakeups.close)
 
             if settings.worker.enabled:
                 from objectjobs.worker import Worker

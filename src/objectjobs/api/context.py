@@ -11,6 +11,7 @@ from objectjobs.paging import PageTokens
 from objectjobs.settings import Settings
 from objectjobs.storage.interface import Storage
 from objectjobs.store.interface import JobStore
+from objectjobs.wakeups import NodeWakeups
 
 
 @dataclass
@@ -24,6 +25,8 @@ class ApiContext:
     serial_number: str
     # compared against when the user name is unknown, so both cases take as long
     dummy_password_hash: str
+    # this node's worker processes, woken when a job is created
+    wakeups: NodeWakeups
 
     @classmethod
     def build(
@@ -49,6 +52,7 @@ class ApiContext:
             pages=PageTokens(secret),
             serial_number=serial_number,
             dummy_password_hash=dummy_password_hash,
+            wakeups=NodeWakeups(settings.data_dir / "wake"),
         )
 
 

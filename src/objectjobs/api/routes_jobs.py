@@ -150,7 +150,9 @@ async def create_job(
     # the job type's own checks that need storage or settings (a target that resolves, a
     # notification ARN with a delivery target, a readable policy)
     await handler_for(body.jobType).validate(new_job, ctx.storage, ctx.settings)
-    record, _created = await ctx.store.create_job(new_job)
+    record, created = await ctx.store.create_job(new_job)
+    if created:
+        ctx.wakeups.notify()
     return CreateAnswer(jobStatus=Job.of(record))
 
 
