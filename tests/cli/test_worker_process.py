@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from objectjobs.auth import hash_password
 from objectjobs.cli import app
-from objectjobs.models import JobState, JobType, NewJob
+from objectjobs.models import JobRecord, JobState, JobType, NewJob
 from objectjobs.settings import load_settings
+from objectjobs.store.interface import JobStore
 from objectjobs.wakeups import NodeWakeups
 from objectjobs.wiring import open_store
 from tests.cli.serving import ServeProcess, clean_env, terminate
@@ -38,12 +39,33 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> int:
     return proc.returncode
 
 
+def fill_bucket(data_dir: Path, name: str, count: int) -> None:
+    """A bucket of ``count`` files (of 0, 1, 2, ... bytes) under the data directory."""
+    bucket = data_dir / "buckets" / name
+    bucket.mkdir(parents=True)
+    for i in range(count):
+        (bucket / f"obj-{i}").write_bytes(b"x" * i)
+
+
+async def job_ended(
+    store: JobStore, job: JobRecord, proc: subprocess.Popen[bytes], log: Path, within: float
+) -> JobRecord:
+    """The job's record once it is no longer active, or after ``within`` seconds; the
+    worker process must stay up meanwhile."""
+    deadline = time.monotonic() + within
+    record = job
+    while record.state.active and time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()  # noqa: ASYNC240 - shown on failure only
+        await asyncio.sleep(0.1)
+        found = await store.get_job(job.id)
+        assert found is not None
+        record = found
+    return record
+
+
 async def test_worker_alone_runs_a_job_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    bucket = data_dir / "buckets" / "alone"
-    bucket.mkdir(parents=True)
-    for i in range(7):
-        (bucket / f"obj-{i}").write_bytes(b"x" * i)
+    fill_bucket(data_dir, "alone", 7)
     settings = load_settings(None, data_dir=data_dir)
     store = await open_store(settings)
     try:
@@ -55,14 +77,7 @@ async def test_worker_alone_runs_a_job_and_stops_cleanly(tmp_path: Path) -> None
         log = tmp_path / "worker.log"
         proc = start_worker(data_dir, log)
         try:
-            deadline = time.monotonic() + 60
-            record = job
-            while record.state.active and time.monotonic() < deadline:
-                assert proc.poll() is None, log.read_text()
-                await asyncio.sleep(0.2)
-                found = await store.get_job(job.id)
-                assert found is not None
-                record = found
+            record = await job_ended(store, job, proc, log, within=60)
         finally:
             code = stop_worker(proc)
         assert record.state is JobState.COMPLETE, log.read_text()
@@ -118,10 +133,7 @@ async def test_a_sleeping_worker_process_is_woken_by_a_job_created_on_its_node(
     """The worker polls every 60 s here: the job is done long before its next poll only
     because creating it woke the worker (as the API does, ``NodeWakeups.notify``)."""
     data_dir = tmp_path / "data"
-    bucket = data_dir / "buckets" / "woken"
-    bucket.mkdir(parents=True)
-    for i in range(5):
-        (bucket / f"obj-{i}").write_bytes(b"x" * i)
+    fill_bucket(data_dir, "woken", 5)
     settings = load_settings(None, data_dir=data_dir)
     store = await open_store(settings)
     log = tmp_path / "worker.log"
@@ -139,15 +151,8 @@ async def test_a_sleeping_worker_process_is_woken_by_a_job_created_on_its_node(
         job, _ = await store.create_job(
             NewJob(JobType.METRIC_RECONCILIATION, "woken", {}, owner.id)
         )
-        created = time.monotonic()
         NodeWakeups(data_dir / "wake").notify()
-        record = job
-        while record.state.active and time.monotonic() - created < 20:
-            assert proc.poll() is None, log.read_text()
-            await asyncio.sleep(0.1)
-            found = await store.get_job(job.id)
-            assert found is not None
-            record = found
+        record = await job_ended(store, job, proc, log, within=20)
         assert record.state is JobState.COMPLETE, log.read_text()
         assert record.processed == 5
     finally:
