@@ -47,7 +47,6 @@ class NodeWakeups:
         worker still polls)."""
         try:
             os.makedirs(self.directory, exist_ok=True)
-            self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.setblocking(False)
             try:
@@ -79,21 +78,19 @@ class NodeWakeups:
         if self._sender is None:
             self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sender.setblocking(False)
-        if self._dir_fd < 0:
-            with contextlib.suppress(OSError):
-                self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         for name in names:
             if name == self._name or not name.endswith(_SUFFIX):
                 continue
-            path = self._path(name)
             try:
-                self._sender.sendto(b"!", path)
+                self._sender.sendto(b"!", self._path(name))
             except ConnectionRefusedError:
                 # nobody listens: the process that bound it is gone
                 with contextlib.suppress(OSError):
                     os.unlink(f"{self.directory}/{name}")
             except OSError:
-                pass  # a full buffer: that process has wake-ups waiting already
+                # a full buffer (that process has wake-ups waiting already), or a long
+                # path's directory that would not open (that process polls, as before)
+                pass
 
     def close(self) -> None:
         """Stop listening and remove this process's socket; notifying still works."""
@@ -110,9 +107,13 @@ class NodeWakeups:
         self._close_dir()
 
     def _path(self, name: str) -> str:
+        """The address of a socket in the directory (OSError when the directory cannot be
+        opened for a path too long to be one)."""
         path = f"{self.directory}/{name}"
-        if len(path.encode()) <= _MAX_SOCKET_PATH or self._dir_fd < 0:
+        if len(path.encode()) <= _MAX_SOCKET_PATH:
             return path
+        if self._dir_fd < 0:
+            self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         return f"/proc/self/fd/{self._dir_fd}/{name}"
 
     def _close_dir(self) -> None:
