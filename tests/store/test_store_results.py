@@ -77,7 +77,7 @@ async def test_a_large_checkpoint_keeps_every_result_in_order(
     ]
     executemany: list[bool] = []
 
-    @event.listens_for(store._db.engine.sync_engine, "before_cursor_execute")
+    @event.listens_for(store._db.engine, "before_cursor_execute")
     def seen(_c: Any, _cur: Any, statement: str, _p: Any, _ctx: Any, many: bool) -> None:
         if statement.startswith("INSERT INTO results"):
             executemany.append(many)

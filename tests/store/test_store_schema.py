@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from objectjobs.errors import ConfigurationError, JobStoreError, JobStoreUnavailable
 from objectjobs.models import User
-from objectjobs.store.db import Database, async_url
+from objectjobs.store.db import Database, sync_url
 from objectjobs.store.interface import JobCursor
 from objectjobs.store.rows import jobs_page
 from objectjobs.store.schema import metadata
@@ -30,8 +30,8 @@ async def test_migrate_twice_is_a_noop(store: SqlJobStore, user: User, store_url
     assert await store.get_job(job.id) == job
     db = Database(store_url, pool_size=2)
     try:
-        async with db.engine.connect() as conn:
-            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+        with db.engine.connect() as conn:
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).all()
         assert version == [("0001",)]
     finally:
         await db.dispose()
@@ -40,8 +40,8 @@ async def test_migrate_twice_is_a_noop(store: SqlJobStore, user: User, store_url
 async def test_unknown_revision_is_a_store_error(store: SqlJobStore, store_url: str) -> None:
     db = Database(store_url, pool_size=2)
     try:
-        async with db.engine.begin() as conn:
-            await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     finally:
         await db.dispose()
     with pytest.raises(JobStoreError, match="migration"):
@@ -70,9 +70,9 @@ async def test_migrated_schema_matches_the_model(store: SqlJobStore, store_url: 
         return set(inspect(conn).get_table_names()) - {"alembic_version"}
 
     try:
-        async with db.engine.connect() as conn:
-            assert await conn.run_sync(tables) == set(metadata.tables)
-            assert await conn.run_sync(diff) == []
+        with db.engine.connect() as conn:
+            assert tables(conn) == set(metadata.tables)
+            assert diff(conn) == []
     finally:
         await db.dispose()
 
@@ -87,7 +87,7 @@ async def test_keyset_page_uses_the_index(store: SqlJobStore, user: User,
     sqlite = db.dialect == "sqlite"
 
     # run the store's own statement (with its bound parameters) under EXPLAIN
-    @event.listens_for(db.engine.sync_engine, "before_cursor_execute", retval=True)
+    @event.listens_for(db.engine, "before_cursor_execute", retval=True)
     def explain(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any,
                 _many: bool) -> tuple[str, Any]:
         if statement.lstrip().upper().startswith("SELECT JOBS."):
@@ -95,14 +95,14 @@ async def test_keyset_page_uses_the_index(store: SqlJobStore, user: User,
         return statement, params
 
     try:
-        async with db.engine.connect() as conn:
+        with db.engine.connect() as conn:
             if not sqlite:
                 # a 20-row table is cheaper to scan whole: forbid that to see what the
                 # planner does with the index once the table is large
-                await conn.execute(text("SET enable_seqscan = off"))
+                conn.execute(text("SET enable_seqscan = off"))
             for owner_id, bucket in ((None, None), (user.id, None), (None, "b3")):
                 query = jobs_page(after=cursor, limit=10, owner_id=owner_id, bucket=bucket)
-                rows = (await conn.execute(query)).all()
+                rows = conn.execute(query).all()
                 plan = "\n".join(str(r[-1]) for r in rows)
                 if sqlite:
                     assert "USING INDEX ix_jobs_" in plan, plan
@@ -117,14 +117,14 @@ async def test_keyset_page_uses_the_index(store: SqlJobStore, user: User,
 
 
 def test_urls_map_to_async_drivers(tmp_path: Path) -> None:
-    assert async_url(f"sqlite:///{tmp_path}/x.db").drivername == "sqlite+aiosqlite"
+    assert sync_url(f"sqlite:///{tmp_path}/x.db").drivername == "sqlite+pysqlite"
     for url in ("postgresql://u@h/db", "postgresql+psycopg://u@h/db", "postgres://u@h/db"):
-        assert async_url(url).drivername == "postgresql+psycopg"
+        assert sync_url(url).drivername == "postgresql+psycopg"
     with pytest.raises(ConfigurationError):
-        async_url("mysql://u@h/db")
+        sync_url("mysql://u@h/db")
     for bad in ("not a url", "sqlite://", "sqlite:///:memory:"):
         with pytest.raises(ConfigurationError):
-            async_url(bad)
+            sync_url(bad)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres",

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, delete, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from objectjobs.errors import InvalidRequest
 from objectjobs.models import Outcome, ResultRecord, UsageRecord
@@ -45,8 +45,8 @@ class ResultsAndLedgers:
             stmt = stmt.where(results.c.seq > after)
         stmt = stmt.order_by(results.c.seq).limit(limit)
 
-        async def work(conn: AsyncConnection) -> list[tuple[int, ResultRecord]]:
-            return [(int(r["seq"]), to_result(r)) for r in (await conn.execute(stmt)).mappings()]
+        def work(conn: Connection) -> list[tuple[int, ResultRecord]]:
+            return [(int(r["seq"]), to_result(r)) for r in (conn.execute(stmt)).mappings()]
 
         return await self._db.run(work, write=False)
 
@@ -70,15 +70,15 @@ class ResultsAndLedgers:
             .having(failed > func.coalesce(fixed, 0))
         )
 
-        async def work(conn: AsyncConnection) -> set[tuple[str, str | None]]:
-            return {(k, v) for k, v in await conn.execute(stmt)}
+        def work(conn: Connection) -> set[tuple[str, str | None]]:
+            return {(k, v) for k, v in conn.execute(stmt)}
 
         return await self._db.run(work, write=False)
 
     async def get_usage(self, bucket: str) -> UsageRecord | None:
-        async def work(conn: AsyncConnection) -> UsageRecord | None:
+        def work(conn: Connection) -> UsageRecord | None:
             row = (
-                (await conn.execute(select(usage_t).where(usage_t.c.bucket == bucket)))
+                (conn.execute(select(usage_t).where(usage_t.c.bucket == bucket)))
                 .mappings()
                 .first()
             )
@@ -93,11 +93,11 @@ class ResultsAndLedgers:
             bucket=bucket, usage=dict(usage), update_time=self._clock(), job_id=job_id
         )
 
-        async def work(conn: AsyncConnection) -> None:
+        def work(conn: Connection) -> None:
             stmt = conflict_insert(self._db.dialect, usage_t).values(
                 bucket=bucket, usage=record.usage, update_time=record.update_time, job_id=job_id
             )
-            await conn.execute(
+            conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["bucket"],
                     set_={
@@ -112,8 +112,8 @@ class ResultsAndLedgers:
         return record
 
     async def list_usage(self) -> list[UsageRecord]:
-        async def work(conn: AsyncConnection) -> list[UsageRecord]:
-            rows = (await conn.execute(select(usage_t).order_by(usage_t.c.bucket))).mappings()
+        def work(conn: Connection) -> list[UsageRecord]:
+            rows = (conn.execute(select(usage_t).order_by(usage_t.c.bucket))).mappings()
             return [to_usage(r) for r in rows]
 
         return await self._db.run(work, write=False)
@@ -123,12 +123,12 @@ class ResultsAndLedgers:
     async def ledger_missing(self, ledger: str, keys: Sequence[str]) -> set[str]:
         wanted = list(dict.fromkeys(keys))
 
-        async def work(conn: AsyncConnection) -> set[str]:
+        def work(conn: Connection) -> set[str]:
             found: set[str] = set()
             for i in range(0, len(wanted), _CHUNK):
                 chunk = wanted[i : i + _CHUNK]
                 found.update(
-                    await conn.scalars(
+                    conn.scalars(
                         select(ledger_t.c.key).where(
                             ledger_t.c.ledger == ledger, ledger_t.c.key.in_(chunk)
                         )
@@ -143,11 +143,11 @@ class ResultsAndLedgers:
         if not rows:
             return
 
-        async def work(conn: AsyncConnection) -> None:
+        def work(conn: Connection) -> None:
             stmt = conflict_insert(self._db.dialect, ledger_t).on_conflict_do_nothing(
                 index_elements=["ledger", "key"]
             )
-            await conn.execute(stmt, rows)
+            conn.execute(stmt, rows)
 
         await self._db.run(work, write=True)
 
@@ -157,7 +157,7 @@ class ResultsAndLedgers:
             # not LIKE: SQLite's LIKE ignores case and both treat % and _ as wildcards
             stmt = stmt.where(func.substr(ledger_t.c.key, 1, len(prefix)) == prefix)
 
-        async def work(conn: AsyncConnection) -> None:
-            await conn.execute(stmt)
+        def work(conn: Connection) -> None:
+            conn.execute(stmt)
 
         await self._db.run(work, write=True)

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from objectjobs.errors import (
     DuplicateActiveJob,
@@ -90,16 +90,16 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
             await self._db.dispose()
 
     async def ping(self) -> None:
-        async def work(conn: AsyncConnection) -> None:
-            await conn.execute(select(1))
+        def work(conn: Connection) -> None:
+            conn.execute(select(1))
 
         await self._db.run(work, write=False)
 
     async def get_or_create_setting(self, name: str, default: str) -> str:
-        async def work(conn: AsyncConnection) -> str:
+        def work(conn: Connection) -> str:
             stmt = self._insert(settings).values(name=name, value=default)
-            await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
-            value = await conn.scalar(select(settings.c.value).where(settings.c.name == name))
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+            value = conn.scalar(select(settings.c.value).where(settings.c.name == name))
             return str(value)
 
         return await self._db.run(work, write=True)
@@ -107,11 +107,11 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
     # --- users --------------------------------------------------------------------------
 
     async def create_user(self, name: str, role: str, password_hash: str) -> User:
-        async def work(conn: AsyncConnection) -> User:
+        def work(conn: Connection) -> User:
             try:
                 row = (
                     (
-                        await conn.execute(
+                        conn.execute(
                             users.insert()
                             .values(
                                 name=name,
@@ -135,8 +135,8 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
             raise InvalidRequest(f"user name {name!r} is taken") from None
 
     async def _one_user(self, where: Any) -> User | None:
-        async def work(conn: AsyncConnection) -> User | None:
-            row = (await conn.execute(select(users).where(where))).mappings().first()
+        def work(conn: Connection) -> User | None:
+            row = (conn.execute(select(users).where(where))).mappings().first()
             return to_user(row) if row is not None else None
 
         return await self._db.run(work, write=False)
@@ -148,33 +148,33 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         return await self._one_user(users.c.name == name)
 
     async def list_users(self) -> list[User]:
-        async def work(conn: AsyncConnection) -> list[User]:
-            rows = (await conn.execute(select(users).order_by(users.c.id))).mappings()
+        def work(conn: Connection) -> list[User]:
+            rows = (conn.execute(select(users).order_by(users.c.id))).mappings()
             return [to_user(r) for r in rows]
 
         return await self._db.run(work, write=False)
 
     async def set_password(self, user_id: int, password_hash: str) -> None:
-        async def work(conn: AsyncConnection) -> None:
+        def work(conn: Connection) -> None:
             stmt = update(users).where(users.c.id == user_id).values(password_hash=password_hash)
-            if (await conn.execute(stmt)).rowcount != 1:
+            if (conn.execute(stmt)).rowcount != 1:
                 raise NotFound(f"user {user_id} not found")
 
         await self._db.run(work, write=True)
 
     # --- jobs ---------------------------------------------------------------------------
 
-    async def _job(self, conn: AsyncConnection, job_id: int) -> JobRecord | None:
-        row = (await conn.execute(job_select().where(jobs.c.id == job_id))).mappings().first()
+    def _job(self, conn: Connection, job_id: int) -> JobRecord | None:
+        row = (conn.execute(job_select().where(jobs.c.id == job_id))).mappings().first()
         return to_job(row) if row is not None else None
 
-    async def _existing(self, conn: AsyncConnection, job: NewJob) -> JobRecord | None:
+    def _existing(self, conn: Connection, job: NewJob) -> JobRecord | None:
         """The job the owner created earlier with the same idempotency key, if any."""
         if job.idempotency_key is None:
             return None
         row = (
             (
-                await conn.execute(
+                conn.execute(
                     job_select().where(
                         jobs.c.owner_id == job.owner_id,
                         jobs.c.idempotency_key == job.idempotency_key,
@@ -190,13 +190,13 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         for _ in range(_ID_ATTEMPTS):
             job_id = random_job_id()
 
-            async def insert(conn: AsyncConnection, job_id: int = job_id) -> JobRecord | None:
-                existing = await self._existing(conn, job)
+            def insert(conn: Connection, job_id: int = job_id) -> JobRecord | None:
+                existing = self._existing(conn, job)
                 if existing is not None:
                     return existing
                 now = self._now()
                 try:
-                    await conn.execute(
+                    conn.execute(
                         jobs.insert().values(
                             id=job_id,
                             job_type=job.job_type.value,
@@ -213,7 +213,7 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
                     )
                 except IntegrityError as e:
                     raise _Conflict(str(e.orig)) from None
-                await task_ops.add_tasks(
+                task_ops.add_tasks(
                     conn,
                     job_id,
                     Phase.EXAMINE,
@@ -240,9 +240,9 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
     async def _explain_conflict(self, job: NewJob, error: str) -> None:
         """After a failed insert: raise what blocked it, or return if it was the id."""
 
-        async def work(conn: AsyncConnection) -> tuple[JobRecord | None, int | None, bool]:
-            existing = await self._existing(conn, job)
-            active = await conn.scalar(
+        def work(conn: Connection) -> tuple[JobRecord | None, int | None, bool]:
+            existing = self._existing(conn, job)
+            active = conn.scalar(
                 select(jobs.c.id).where(
                     jobs.c.job_type == job.job_type.value,
                     jobs.c.bucket == job.bucket,
@@ -250,7 +250,7 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
                     jobs.c.state.in_(_ACTIVE),
                 )
             )
-            owner = await conn.scalar(select(users.c.id).where(users.c.id == job.owner_id))
+            owner = conn.scalar(select(users.c.id).where(users.c.id == job.owner_id))
             return existing, active, owner is not None
 
         existing, active, owner_exists = await self._db.run(work, write=False)
@@ -267,8 +267,8 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         # otherwise the random id was taken, or the blocking job ended meanwhile: try again
 
     async def get_job(self, job_id: int) -> JobRecord | None:
-        async def work(conn: AsyncConnection) -> JobRecord | None:
-            return await self._job(conn, job_id)
+        def work(conn: Connection) -> JobRecord | None:
+            return self._job(conn, job_id)
 
         return await self._db.run(work, write=False)
 
@@ -282,16 +282,16 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
     ) -> list[JobRecord]:
         stmt = jobs_page(owner_id=owner_id, bucket=bucket, after=after, limit=limit)
 
-        async def work(conn: AsyncConnection) -> list[JobRecord]:
-            return [to_job(r) for r in (await conn.execute(stmt)).mappings()]
+        def work(conn: Connection) -> list[JobRecord]:
+            return [to_job(r) for r in (conn.execute(stmt)).mappings()]
 
         return await self._db.run(work, write=False)
 
     async def request_cancel(self, job_id: int) -> JobRecord:
-        async def work(conn: AsyncConnection) -> JobRecord:
-            state = await task_ops.lock_job(conn, job_id)
+        def work(conn: Connection) -> JobRecord:
+            state = task_ops.lock_job(conn, job_id)
             if state in _ACTIVE:
-                await conn.execute(
+                conn.execute(
                     update(jobs)
                     .where(jobs.c.id == job_id)
                     .values(
@@ -300,14 +300,14 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
                         cancel_requested=True,
                     )
                 )
-                await conn.execute(
+                conn.execute(
                     update(tasks)
                     .where(tasks.c.job_id == job_id, tasks.c.state != TaskState.DONE.value)
                     .values(state=TaskState.DONE.value, lease_until=None)
                 )
             elif state != JobState.CANCELLED.value:
                 raise NotCancellable(f"job {job_id} has already ended {state}")
-            job = await self._job(conn, job_id)
+            job = self._job(conn, job_id)
             assert job is not None
             return job
 
@@ -319,21 +319,21 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         if state not in (JobState.COMPLETE, JobState.FAILED):
             raise ValueError(f"finish_job ends a job COMPLETE or FAILED, not {state.value}")
 
-        async def work(conn: AsyncConnection) -> JobRecord:
-            current = await task_ops.lock_job(conn, job_id)
+        def work(conn: Connection) -> JobRecord:
+            current = task_ops.lock_job(conn, job_id)
             if current in _ACTIVE:
                 values: dict[str, Any] = {"state": state.value, "complete_time": self._now()}
                 if reason is not None:
-                    values["failure_reasons"] = [*await self._reasons(conn, job_id), reason]
-                await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
-            job = await self._job(conn, job_id)
+                    values["failure_reasons"] = [*self._reasons(conn, job_id), reason]
+                conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+            job = self._job(conn, job_id)
             assert job is not None
             return job
 
         return await self._db.run(work, write=True)
 
-    async def _reasons(self, conn: AsyncConnection, job_id: int) -> list[str]:
-        value = await conn.scalar(select(jobs.c.failure_reasons).where(jobs.c.id == job_id))
+    def _reasons(self, conn: Connection, job_id: int) -> list[str]:
+        value = conn.scalar(select(jobs.c.failure_reasons).where(jobs.c.id == job_id))
         return list(value or [])
 
     async def update_job(
@@ -346,9 +346,9 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         add_failure_reason: str | None = None,
         rate: float | None = None,
     ) -> None:
-        async def work(conn: AsyncConnection) -> None:
+        def work(conn: Connection) -> None:
             # the row lock makes appending to failure_reasons safe against other writers
-            await task_ops.lock_job(conn, job_id)
+            task_ops.lock_job(conn, job_id)
             values: dict[str, Any] = {}
             for name, value in (
                 ("totals", totals),
@@ -359,18 +359,18 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
                 if value is not None:
                     values[name] = value
             if add_failure_reason is not None:
-                values["failure_reasons"] = [*await self._reasons(conn, job_id), add_failure_reason]
+                values["failure_reasons"] = [*self._reasons(conn, job_id), add_failure_reason]
             if values:
-                await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+                conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
 
         await self._db.run(work, write=True)
 
     async def count_jobs(self) -> dict[tuple[str, str], int]:
-        async def work(conn: AsyncConnection) -> dict[tuple[str, str], int]:
+        def work(conn: Connection) -> dict[tuple[str, str], int]:
             stmt = select(jobs.c.job_type, jobs.c.state, func.count()).group_by(
                 jobs.c.job_type, jobs.c.state
             )
-            return {(t, s): int(n) for t, s, n in await conn.execute(stmt)}
+            return {(t, s): int(n) for t, s, n in conn.execute(stmt)}
 
         return await self._db.run(work, write=False)
 
@@ -382,14 +382,14 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         if self._db.sqlite:
             # SQLite has one writer: look before taking the write lock, so idle polling
             # never queues heartbeats and checkpoints behind it
-            async def probe(conn: AsyncConnection) -> bool:
-                return await task_ops.any_runnable(conn, worker_id, self._now(), skip_phases)
+            def probe(conn: Connection) -> bool:
+                return task_ops.any_runnable(conn, worker_id, self._now(), skip_phases)
 
             if not await self._db.run(probe, write=False):
                 return None
 
-        async def work(conn: AsyncConnection) -> Task | None:
-            return await task_ops.claim(
+        def work(conn: Connection) -> Task | None:
+            return task_ops.claim(
                 conn,
                 worker_id,
                 self._now(),
@@ -401,14 +401,14 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         return await self._db.run(work, write=True)
 
     async def heartbeat(self, worker_id: str, task_ids: Sequence[int], lease_s: float) -> set[int]:
-        async def work(conn: AsyncConnection) -> set[int]:
-            return await task_ops.heartbeat(conn, worker_id, task_ids, self._now(), lease_s)
+        def work(conn: Connection) -> set[int]:
+            return task_ops.heartbeat(conn, worker_id, task_ids, self._now(), lease_s)
 
         return await self._db.run(work, write=True)
 
     async def stopped_tasks(self, worker_id: str, task_ids: Sequence[int]) -> set[int]:
-        async def work(conn: AsyncConnection) -> set[int]:
-            return await task_ops.stopped(conn, worker_id, task_ids)
+        def work(conn: Connection) -> set[int]:
+            return task_ops.stopped(conn, worker_id, task_ids)
 
         return await self._db.run(work, write=False)
 
@@ -424,8 +424,8 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         partitions: Sequence[NewTask] = (),
         executions: Sequence[NewTask] = (),
     ) -> JobCounters:
-        async def work(conn: AsyncConnection) -> JobCounters:
-            job_id, counters = await task_ops.checkpoint(
+        def work(conn: Connection) -> JobCounters:
+            job_id, counters = task_ops.checkpoint(
                 conn,
                 task_id,
                 worker_id,
@@ -435,34 +435,34 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
                 results_=results,
             )
             for phase, new in ((Phase.PROCESS, partitions), (Phase.EXECUTE, executions)):
-                await task_ops.add_tasks(conn, job_id, phase, new, dialect=self._db.dialect)
+                task_ops.add_tasks(conn, job_id, phase, new, dialect=self._db.dialect)
             return counters
 
         return await self._db.run(work, write=True)
 
     async def add_tasks(self, job_id: int, phase: Phase, tasks: Sequence[NewTask]) -> None:
-        async def work(conn: AsyncConnection) -> None:
-            await task_ops.add_tasks(conn, job_id, phase, tasks, dialect=self._db.dialect)
+        def work(conn: Connection) -> None:
+            task_ops.add_tasks(conn, job_id, phase, tasks, dialect=self._db.dialect)
 
         await self._db.run(work, write=True)
 
     async def release_task(self, task_id: int, worker_id: str, *, retry_in_s: float) -> None:
-        async def work(conn: AsyncConnection) -> None:
-            await task_ops.release(conn, task_id, worker_id, self._now(), retry_in_s)
+        def work(conn: Connection) -> None:
+            task_ops.release(conn, task_id, worker_id, self._now(), retry_in_s)
 
         await self._db.run(work, write=True)
 
     async def complete_task(
         self, task_id: int, worker_id: str, *, next_state: JobState | None = None
     ) -> bool:
-        async def work(conn: AsyncConnection) -> bool:
-            return await task_ops.complete(conn, task_id, worker_id, next_state, self._now())
+        def work(conn: Connection) -> bool:
+            return task_ops.complete(conn, task_id, worker_id, next_state, self._now())
 
         return await self._db.run(work, write=True)
 
     async def list_tasks(self, job_id: int, phase: Phase | None = None) -> list[Task]:
-        async def work(conn: AsyncConnection) -> list[Task]:
-            return await task_ops.list_for_job(conn, job_id, phase)
+        def work(conn: Connection) -> list[Task]:
+            return task_ops.list_for_job(conn, job_id, phase)
 
         return await self._db.run(work, write=False)
 

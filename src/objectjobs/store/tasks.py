@@ -14,8 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, Dialect
 
 from objectjobs.errors import JobNotFound, LeaseLost
 from objectjobs.models import (
@@ -74,16 +73,16 @@ def _runnable(worker_id: str, now: datetime, skip_phases: Collection[Phase]) -> 
     )
 
 
-async def any_runnable(
-    conn: AsyncConnection, worker_id: str, now: datetime, skip_phases: Collection[Phase]
+def any_runnable(
+    conn: Connection, worker_id: str, now: datetime, skip_phases: Collection[Phase]
 ) -> bool:
     """Read-only: is there a task ``claim`` would take? (lets idle workers poll without
     taking SQLite's write lock)"""
-    return (await conn.execute(_runnable(worker_id, now, skip_phases))).first() is not None
+    return (conn.execute(_runnable(worker_id, now, skip_phases))).first() is not None
 
 
-async def claim(
-    conn: AsyncConnection,
+def claim(
+    conn: Connection,
     worker_id: str,
     now: datetime,
     lease_s: float,
@@ -107,7 +106,7 @@ async def claim(
         )
         .returning(*tasks.c)
     )
-    row = (await conn.execute(stmt)).mappings().first()
+    row = (conn.execute(stmt)).mappings().first()
     return to_task(row) if row is not None else None
 
 
@@ -124,16 +123,16 @@ def _still_ours(worker_id: str, wanted: set[int]) -> Any:
     )
 
 
-async def stopped(conn: AsyncConnection, worker_id: str, task_ids: Sequence[int]) -> set[int]:
+def stopped(conn: Connection, worker_id: str, task_ids: Sequence[int]) -> set[int]:
     """Read-only half of ``heartbeat``: the tasks the worker must stop."""
     wanted = set(task_ids)
     if not wanted:
         return set()
-    return wanted - set((await conn.execute(_still_ours(worker_id, wanted))).scalars())
+    return wanted - set((conn.execute(_still_ours(worker_id, wanted))).scalars())
 
 
-async def heartbeat(
-    conn: AsyncConnection, worker_id: str, task_ids: Sequence[int], now: datetime, lease_s: float
+def heartbeat(
+    conn: Connection, worker_id: str, task_ids: Sequence[int], now: datetime, lease_s: float
 ) -> set[int]:
     if not task_ids:
         return set()
@@ -145,30 +144,30 @@ async def heartbeat(
         .values(lease_until=now + timedelta(seconds=lease_s))
         .returning(tasks.c.id)
     )
-    kept = set((await conn.execute(stmt)).scalars())
+    kept = set((conn.execute(stmt)).scalars())
     return wanted - kept
 
 
-async def _job_of(conn: AsyncConnection, task_id: int) -> int:
+def _job_of(conn: Connection, task_id: int) -> int:
     job_id = (
-        await conn.execute(select(tasks.c.job_id).where(tasks.c.id == task_id))
+        conn.execute(select(tasks.c.job_id).where(tasks.c.id == task_id))
     ).scalar_one_or_none()
     if job_id is None:
         raise LeaseLost(f"task {task_id} no longer exists")
     return int(job_id)
 
 
-async def lock_job(conn: AsyncConnection, job_id: int) -> str:
+def lock_job(conn: Connection, job_id: int) -> str:
     state = (
-        await conn.execute(select(jobs.c.state).where(jobs.c.id == job_id).with_for_update())
+        conn.execute(select(jobs.c.state).where(jobs.c.id == job_id).with_for_update())
     ).scalar_one_or_none()
     if state is None:
         raise JobNotFound(f"job {job_id} not found")
     return str(state)
 
 
-async def checkpoint(
-    conn: AsyncConnection,
+def checkpoint(
+    conn: Connection,
     task_id: int,
     worker_id: str,
     *,
@@ -178,7 +177,7 @@ async def checkpoint(
     results_: Sequence[ResultRecord],
 ) -> tuple[int, JobCounters]:
     """Checkpoint the task (see JobStore.checkpoint); its job's id and counters."""
-    job_id = await _job_of(conn, task_id)
+    job_id = _job_of(conn, task_id)
     if not progress.empty:
         # job row first (lock order); additions in SQL, so concurrent workers never lose one
         counted = (
@@ -192,9 +191,9 @@ async def checkpoint(
             )
             .returning(*_COUNTERS)
         )
-        row = (await conn.execute(counted)).one()
+        row = (conn.execute(counted)).one()
     else:
-        row = (await conn.execute(select(*_COUNTERS).where(jobs.c.id == job_id))).one()
+        row = (conn.execute(select(*_COUNTERS).where(jobs.c.id == job_id))).one()
     values: dict[str, Any] = {}
     if key is not None:
         values["checkpoint"] = key
@@ -205,11 +204,11 @@ async def checkpoint(
         .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id, tasks.c.state == _RUNNING)
         .values(**values or {"lease_owner": worker_id})
     )
-    if (await conn.execute(owned)).rowcount != 1:
+    if (conn.execute(owned)).rowcount != 1:
         # raising rolls the whole transaction back: the counters above are not kept
         raise LeaseLost(f"task {task_id} is no longer leased to {worker_id}")
     if results_:
-        await _insert_results(conn, job_id, results_)
+        _insert_results(conn, job_id, results_)
     return job_id, JobCounters(JobState(row[0]), row[1], row[2], row[3])
 
 
@@ -231,8 +230,8 @@ def _insert_results_sql(dialect: Dialect, rows: int = 1) -> str:
     )
 
 
-async def _insert_results(
-    conn: AsyncConnection, job_id: int, records: Sequence[ResultRecord]
+def _insert_results(
+    conn: Connection, job_id: int, records: Sequence[ResultRecord]
 ) -> None:
     """Append result rows at the driver level, from tuples: a checkpoint carries up to a
     thousand rows, and a Core insert of dicts spent 5-8 us more per row building and
@@ -249,17 +248,17 @@ async def _insert_results(
         for r in records
     ]
     if conn.dialect.name != "sqlite":
-        await conn.exec_driver_sql(_insert_results_sql(conn.dialect), rows)
+        conn.exec_driver_sql(_insert_results_sql(conn.dialect), rows)
         return
     step = _SQLITE_ROWS_PER_INSERT
     for i in range(0, len(rows), step):
         chunk = rows[i : i + step]
         values = tuple(itertools.chain.from_iterable(chunk))
-        await conn.exec_driver_sql(_insert_results_sql(conn.dialect, len(chunk)), values)
+        conn.exec_driver_sql(_insert_results_sql(conn.dialect, len(chunk)), values)
 
 
-async def add_tasks(
-    conn: AsyncConnection, job_id: int, phase: Phase, new: Sequence[NewTask], *, dialect: str
+def add_tasks(
+    conn: Connection, job_id: int, phase: Phase, new: Sequence[NewTask], *, dialect: str
 ) -> None:
     if not new:
         return
@@ -282,12 +281,12 @@ async def add_tasks(
     stmt = conflict_insert(dialect, tasks).on_conflict_do_nothing(
         index_elements=["job_id", "phase", "seq"]
     )
-    await lock_job(conn, job_id)
-    await conn.execute(stmt, rows)
+    lock_job(conn, job_id)
+    conn.execute(stmt, rows)
 
 
-async def release(
-    conn: AsyncConnection, task_id: int, worker_id: str, now: datetime, retry_in_s: float
+def release(
+    conn: Connection, task_id: int, worker_id: str, now: datetime, retry_in_s: float
 ) -> None:
     released = (
         update(tasks)
@@ -299,33 +298,33 @@ async def release(
             attempts=tasks.c.attempts + 1,
         )
     )
-    if (await conn.execute(released)).rowcount != 1:
+    if (conn.execute(released)).rowcount != 1:
         raise LeaseLost(f"task {task_id} is no longer leased to {worker_id}")
 
 
-async def complete(
-    conn: AsyncConnection,
+def complete(
+    conn: Connection,
     task_id: int,
     worker_id: str,
     next_state: JobState | None,
     now: datetime,
 ) -> bool:
-    job_id = await _job_of(conn, task_id)
+    job_id = _job_of(conn, task_id)
     # The job row lock serialises the completions of one job's tasks: of two workers ending
     # the last two tasks at once, the second sees the first's DONE and advances the job.
-    job_state = await lock_job(conn, job_id)
+    job_state = lock_job(conn, job_id)
     done = (
         update(tasks)
         .where(tasks.c.id == task_id, tasks.c.lease_owner == worker_id, tasks.c.state == _RUNNING)
         .values(state=TaskState.DONE.value, lease_until=None)
         .returning(tasks.c.phase)
     )
-    phase_value = (await conn.execute(done)).scalar_one_or_none()
+    phase_value = (conn.execute(done)).scalar_one_or_none()
     if phase_value is None:
         raise LeaseLost(f"task {task_id} is no longer leased to {worker_id}")
     phase = Phase(phase_value)
     unfinished = (
-        await conn.execute(
+        conn.execute(
             select(func.count())
             .select_from(tasks)
             .where(
@@ -343,18 +342,18 @@ async def complete(
             values["complete_time"] = now
         if phase is Phase.EXAMINE:
             # the partitions of every key range EXAMINING listed, summed once all are cut
-            values["totals"] = await _summed_totals(conn, job_id)
+            values["totals"] = _summed_totals(conn, job_id)
         elif phase is Phase.PROCESS:
             # published with the phase change, so a job past PROCESSING always has its plan
-            values["plan"] = await _summed_plan(conn, job_id)
-        await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+            values["plan"] = _summed_plan(conn, job_id)
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
     return True
 
 
-async def _summed_totals(conn: AsyncConnection, job_id: int) -> dict[str, int]:
+def _summed_totals(conn: Connection, job_id: int) -> dict[str, int]:
     """The objects and bytes of the job's PROCESS partitions."""
     objects, size = (
-        await conn.execute(
+        conn.execute(
             select(
                 func.coalesce(func.sum(tasks.c.objects), 0),
                 func.coalesce(func.sum(tasks.c.bytes), 0),
@@ -364,10 +363,10 @@ async def _summed_totals(conn: AsyncConnection, job_id: int) -> dict[str, int]:
     return {"objects": int(objects), "bytes": int(size)}
 
 
-async def _summed_plan(conn: AsyncConnection, job_id: int) -> dict[str, dict[str, int]]:
+def _summed_plan(conn: Connection, job_id: int) -> dict[str, dict[str, int]]:
     """The sum of the PROCESS tasks' ``state_data["plan"]`` (action -> [objects, bytes])."""
     plan: dict[str, dict[str, int]] = {}
-    rows = await conn.scalars(
+    rows = conn.scalars(
         select(tasks.c.state_data).where(
             tasks.c.job_id == job_id, tasks.c.phase == Phase.PROCESS.value
         )
@@ -380,9 +379,9 @@ async def _summed_plan(conn: AsyncConnection, job_id: int) -> dict[str, dict[str
     return plan
 
 
-async def list_for_job(conn: AsyncConnection, job_id: int, phase: Phase | None) -> list[Task]:
+def list_for_job(conn: Connection, job_id: int, phase: Phase | None) -> list[Task]:
     stmt = select(tasks).where(tasks.c.job_id == job_id)
     if phase is not None:
         stmt = stmt.where(tasks.c.phase == phase.value)
     stmt = stmt.order_by(PHASE_ORDER, tasks.c.seq)
-    return [to_task(r) for r in (await conn.execute(stmt)).mappings()]
+    return [to_task(r) for r in (conn.execute(stmt)).mappings()]

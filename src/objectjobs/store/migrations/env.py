@@ -1,8 +1,8 @@
 """Alembic environment of the job store.
 
-Migrations run only through ``SqlJobStore.migrate()``, which opens an async connection,
-takes the migration lock and hands the synchronous side of that connection over in
-``config.attributes["connection"]`` (``AsyncConnection.run_sync``).
+Migrations run only through ``SqlJobStore.migrate()``, which opens a connection of its
+own, takes the migration lock and hands that connection over in
+``config.attributes["connection"]``.
 """
 
 from __future__ import annotations
