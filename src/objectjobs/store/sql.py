@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +45,8 @@ from objectjobs.store.schema import jobs, settings, tasks, users
 _ACTIVE = [s.value for s in ACTIVE_STATES]
 _ID_ATTEMPTS = 20
 _CHUNK = 500  # bound parameters per IN list, well under both databases' limits
+# built once: a job is read after every task start and by every describe
+_JOB_BY_ID = job_select().where(jobs.c.id == bindparam("job_id", type_=jobs.c.id.type))
 
 
 class _Conflict(Exception):
@@ -165,7 +167,7 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
     # --- jobs ---------------------------------------------------------------------------
 
     def _job(self, conn: Connection, job_id: int) -> JobRecord | None:
-        row = (conn.execute(job_select().where(jobs.c.id == job_id))).mappings().first()
+        row = conn.execute(_JOB_BY_ID, {"job_id": job_id}).mappings().first()
         return to_job(row) if row is not None else None
 
     def _existing(self, conn: Connection, job: NewJob) -> JobRecord | None:
