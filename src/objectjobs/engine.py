@@ -278,6 +278,9 @@ class TaskRunner:
             "sized": storage.list_versions_sized,
             "objects": storage.list_objects,
         }[handler.listing]
+        # a store without versions (or a listing of current objects) lists each key once:
+        # every entry is a group of its own, made by C loops instead of a step per entry
+        single = handler.listing == "objects" or not storage.capabilities.versioning
         batch_cap = PAGE_SIZE
         if limiter is not None:
             batch_cap = max(1, min(PAGE_SIZE, int(float(ctx.params["objectsPerSecond"]) / 4)))
@@ -297,12 +300,16 @@ class TaskRunner:
                 # beside its next one
                 async with contextlib.aclosing(read_ahead(pages)) as ahead:
                     async for page in ahead:
-                        groups: list[KeyGroup] = []
-                        for version in page:
-                            if pending and pending[0].key != version.key:
-                                groups.append(pending)
-                                pending = []
-                            pending.append(version)
+                        groups: list[KeyGroup]
+                        if single:
+                            groups = list(zip(page))
+                        else:
+                            groups = []
+                            for version in page:
+                                if pending and pending[0].key != version.key:
+                                    groups.append(pending)
+                                    pending = []
+                                pending.append(version)
                         for i in range(0, len(groups), batch_cap):
                             chunk = groups[i : i + batch_cap]
                             if limiter is not None:

@@ -277,10 +277,13 @@ def test_walk_skips_a_file_removed_after_its_directory_was_read(root: Path) -> N
     for name in ("a", "b", "c"):
         (bucket / "d" / name).write_bytes(name.encode() * 2)
     os.symlink(bucket / "d" / "a", bucket / "d" / "link")  # neither file nor directory
-    walk = lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None)
-    first = next(walk)  # "d" has been read: its names are known, their stats not yet taken
+    walk = lf.walk_sorted(
+        bucket, root / "meta", prefix="", start_after="", end_key=None, batch=1
+    )
+    # "d" has been read: its names are known, the stats after the first not yet taken
+    [first] = next(walk)
     (bucket / "d" / "b").unlink()
-    rest = list(walk)
+    rest = [v for files in walk for v in files]
     assert [first.key, *(v.key for v in rest)] == ["d/a", "d/c"]
     st = os.lstat(bucket / "d" / "c")
     assert (rest[0].size, rest[0].last_modified) == (2, lf.utc_from_ns(st.st_mtime_ns))
@@ -296,12 +299,17 @@ def test_walk_holds_one_directory_descriptor_at_a_time_and_closes_it(root: Path)
         return len(os.listdir("/proc/self/fd"))
 
     before = open_fds()
-    walk = lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None)
-    assert [next(walk).key for _ in range(2)] == ["d/a", "d/s/t/u/deep"]
+    walk = lf.walk_sorted(
+        bucket, root / "meta", prefix="", start_after="", end_key=None, batch=1
+    )
+    assert [next(walk)[0].key for _ in range(2)] == ["d/a", "d/s/t/u/deep"]
     assert open_fds() == before + 1  # the deepest directory's; its parents' are closed
-    assert [v.key for v in walk] == ["d/s/t/v", "d/z", "e"]  # parents reopened after
+    # parents reopened after
+    assert [v.key for files in walk for v in files] == ["d/s/t/v", "d/z", "e"]
     assert open_fds() == before
-    abandoned = lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None)
+    abandoned = lf.walk_sorted(
+        bucket, root / "meta", prefix="", start_after="", end_key=None, batch=1
+    )
     next(abandoned)
     abandoned.close()
     assert open_fds() == before

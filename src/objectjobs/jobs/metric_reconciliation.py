@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from itertools import chain
 
 from objectjobs.errors import UploadNotFound
 from objectjobs.handler import ExecBatch, JobContext, JobHandler, KeyGroup, PlanBatch
@@ -33,7 +34,7 @@ class MetricReconciliation(JobHandler):
 
     async def plan(self, ctx: JobContext, groups: Sequence[KeyGroup]) -> PlanBatch:
         usage = Usage.from_dict(ctx.state.get("usage", {}))
-        versions = [version for group in groups for version in group]
+        versions = list(chain.from_iterable(groups))
         count, size = len(versions), usage.count_versions(versions)
         ctx.state["usage"] = usage.to_dict()
         decided = PlanBatch(evaluated=count)

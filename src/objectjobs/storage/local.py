@@ -258,21 +258,27 @@ class LocalStorage(Storage):
             start_after=start_after,
             end_key=end_key,
             etags=etags,
+            batch=max(1, min(page_size, _WALK_BATCH)),
         )
-        batch = max(1, min(page_size, _WALK_BATCH))
+        page_size = max(1, page_size)
 
-        def take() -> list[ObjectVersion]:
-            return [v for _, v in zip(range(batch), walker, strict=False)]
+        def take() -> tuple[list[ObjectVersion], bool]:
+            """At least a page's worth of files, or what is left; whether that was all."""
+            got: list[ObjectVersion] = []
+            for files in walker:
+                got += files
+                if len(got) >= page_size:
+                    return got, False
+            return got, True
 
         page: list[ObjectVersion] = []
-        while True:
-            got = await self._io(take)
-            page.extend(got)
+        ended = False
+        while not ended:
+            got, ended = await self._io(take)
+            page += got
             while len(page) >= page_size:
                 yield page[:page_size]
                 page = page[page_size:]
-            if len(got) < batch:
-                break
         if page:
             yield page
 
