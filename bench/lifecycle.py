@@ -299,11 +299,15 @@ async def main() -> None:
     ap.add_argument("--skip-rgw", action="store_true")
     ap.add_argument("--skip-local", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "lifecycle.md"))
+    # where the data goes: the system's temporary directory (this machine's disk, whose
+    # unlinks wait on the device) by default; --dir /dev/shm measures on tmpfs, where
+    # only the tools' CPU sets the pace
+    ap.add_argument("--dir", default=None)
     args = ap.parse_args()
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load0 = os.getloadavg()
     parts = ["# LIFECYCLE_UPDATE vs rclone delete --min-age", "", machine()]
-    with tempfile.TemporaryDirectory(prefix="oj-bench-lc-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="oj-bench-lc-", dir=args.dir) as tmp:
         work = Path(tmp)
         if not args.skip_rgw:
             parts.append(
