@@ -387,7 +387,7 @@ def _walk(
         # which files have sidecars: one scandir instead of a failed open per foreign file
         sidecars: set[str] | None = set() if meta_dir is None else None
         out: list[ObjectVersion] = []
-        stat, version, mtime = os.stat, ObjectVersion, datetime.fromtimestamp
+        stat, version = os.stat, ObjectVersion
         # siblings' sort keys share ``base``: sorting the names alone orders them the same
         for name in sorted(found):
             sort_key = base + name
@@ -434,18 +434,8 @@ def _walk(
                 sidecar_name = name + ".json"
                 if sidecar_name in sidecars:
                     etag = sidecar_etag(f"{meta_dir}/{sidecar_name}", st)
-            # utc_from_ns, inlined: a call per file is measurable here
-            out.append(
-                version(
-                    sort_key,
-                    None,
-                    True,
-                    False,
-                    st.st_size,
-                    etag,
-                    mtime(st.st_mtime_ns // 1000 / 1_000_000, UTC),
-                )
-            )
+            mtime = utc_from_ns(st.st_mtime_ns)
+            out.append(version(sort_key, None, True, False, st.st_size, etag, mtime))
             if len(out) >= batch:
                 yield out
                 out = []

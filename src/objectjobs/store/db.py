@@ -101,9 +101,7 @@ class Database:
                 max_overflow=0,
                 connect_args={"connect_timeout": 10},
             )
-            self._reads = self._writes = ThreadPoolExecutor(
-                threads, thread_name_prefix="jobstore"
-            )
+            self._reads = self._writes = ThreadPoolExecutor(threads, thread_name_prefix="jobstore")
         self.engine: Engine = create_engine(self.url, **kwargs)
         self._writer = self.engine.execution_options(objectjobs_write=True)
         if self.sqlite:

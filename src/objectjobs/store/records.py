@@ -46,7 +46,7 @@ class ResultsAndLedgers:
         stmt = stmt.order_by(results.c.seq).limit(limit)
 
         def work(conn: Connection) -> list[tuple[int, ResultRecord]]:
-            return [(int(r["seq"]), to_result(r)) for r in (conn.execute(stmt)).mappings()]
+            return [(int(r["seq"]), to_result(r)) for r in conn.execute(stmt).mappings()]
 
         return await self._db.run(work, write=False)
 
@@ -77,11 +77,8 @@ class ResultsAndLedgers:
 
     async def get_usage(self, bucket: str) -> UsageRecord | None:
         def work(conn: Connection) -> UsageRecord | None:
-            row = (
-                (conn.execute(select(usage_t).where(usage_t.c.bucket == bucket)))
-                .mappings()
-                .first()
-            )
+            stmt = select(usage_t).where(usage_t.c.bucket == bucket)
+            row = conn.execute(stmt).mappings().first()
             return to_usage(row) if row is not None else None
 
         return await self._db.run(work, write=False)
@@ -113,7 +110,7 @@ class ResultsAndLedgers:
 
     async def list_usage(self) -> list[UsageRecord]:
         def work(conn: Connection) -> list[UsageRecord]:
-            rows = (conn.execute(select(usage_t).order_by(usage_t.c.bucket))).mappings()
+            rows = conn.execute(select(usage_t).order_by(usage_t.c.bucket)).mappings()
             return [to_usage(r) for r in rows]
 
         return await self._db.run(work, write=False)

@@ -111,22 +111,10 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
     async def create_user(self, name: str, role: str, password_hash: str) -> User:
         def work(conn: Connection) -> User:
             try:
-                row = (
-                    (
-                        conn.execute(
-                            users.insert()
-                            .values(
-                                name=name,
-                                role=role,
-                                password_hash=password_hash,
-                                created_at=self._now(),
-                            )
-                            .returning(*users.c)
-                        )
-                    )
-                    .mappings()
-                    .one()
+                stmt = users.insert().values(
+                    name=name, role=role, password_hash=password_hash, created_at=self._now()
                 )
+                row = conn.execute(stmt.returning(*users.c)).mappings().one()
             except IntegrityError:
                 raise _Conflict() from None
             return to_user(row)
@@ -138,7 +126,7 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
 
     async def _one_user(self, where: Any) -> User | None:
         def work(conn: Connection) -> User | None:
-            row = (conn.execute(select(users).where(where))).mappings().first()
+            row = conn.execute(select(users).where(where)).mappings().first()
             return to_user(row) if row is not None else None
 
         return await self._db.run(work, write=False)
@@ -151,7 +139,7 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
 
     async def list_users(self) -> list[User]:
         def work(conn: Connection) -> list[User]:
-            rows = (conn.execute(select(users).order_by(users.c.id))).mappings()
+            rows = conn.execute(select(users).order_by(users.c.id)).mappings()
             return [to_user(r) for r in rows]
 
         return await self._db.run(work, write=False)
@@ -159,7 +147,7 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
     async def set_password(self, user_id: int, password_hash: str) -> None:
         def work(conn: Connection) -> None:
             stmt = update(users).where(users.c.id == user_id).values(password_hash=password_hash)
-            if (conn.execute(stmt)).rowcount != 1:
+            if conn.execute(stmt).rowcount != 1:
                 raise NotFound(f"user {user_id} not found")
 
         await self._db.run(work, write=True)
@@ -174,18 +162,10 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         """The job the owner created earlier with the same idempotency key, if any."""
         if job.idempotency_key is None:
             return None
-        row = (
-            (
-                conn.execute(
-                    job_select().where(
-                        jobs.c.owner_id == job.owner_id,
-                        jobs.c.idempotency_key == job.idempotency_key,
-                    )
-                )
-            )
-            .mappings()
-            .first()
+        stmt = job_select().where(
+            jobs.c.owner_id == job.owner_id, jobs.c.idempotency_key == job.idempotency_key
         )
+        row = conn.execute(stmt).mappings().first()
         return to_job(row) if row is not None else None
 
     async def create_job(self, job: NewJob) -> tuple[JobRecord, bool]:
@@ -285,7 +265,7 @@ class SqlJobStore(ResultsAndLedgers, JobStore):
         stmt = jobs_page(owner_id=owner_id, bucket=bucket, after=after, limit=limit)
 
         def work(conn: Connection) -> list[JobRecord]:
-            return [to_job(r) for r in (conn.execute(stmt)).mappings()]
+            return [to_job(r) for r in conn.execute(stmt).mappings()]
 
         return await self._db.run(work, write=False)
 

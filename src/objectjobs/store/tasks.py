@@ -155,7 +155,7 @@ def stopped(conn: Connection, worker_id: str, task_ids: Sequence[int]) -> set[in
     wanted = set(task_ids)
     if not wanted:
         return set()
-    return wanted - set((conn.execute(_still_ours(worker_id, wanted))).scalars())
+    return wanted - set(conn.execute(_still_ours(worker_id, wanted)).scalars())
 
 
 def heartbeat(
@@ -171,7 +171,7 @@ def heartbeat(
         .values(lease_until=now + timedelta(seconds=lease_s))
         .returning(tasks.c.id)
     )
-    kept = set((conn.execute(stmt)).scalars())
+    kept = set(conn.execute(stmt).scalars())
     return wanted - kept
 
 
@@ -256,6 +256,8 @@ def _checkpointed(key: bool, state_data: bool) -> Any:
     if state_data:
         values["state_data"] = bindparam("new_state_data", type_=tasks.c.state_data.type)
     return update(tasks).where(_OWNED).values(**values or {"lease_owner": _WORKER})
+
+
 _RESULT_COLUMNS = ("job_id", "key", "version_id", "action", "outcome", "error_code", "message")
 #: result rows per INSERT on SQLite: 999 bound variables, the lowest limit any SQLite had
 _SQLITE_ROWS_PER_INSERT = 999 // len(_RESULT_COLUMNS)
@@ -273,9 +275,7 @@ def _insert_results_sql(dialect: Dialect, rows: int = 1) -> str:
     )
 
 
-def _insert_results(
-    conn: Connection, job_id: int, records: Sequence[ResultRecord]
-) -> None:
+def _insert_results(conn: Connection, job_id: int, records: Sequence[ResultRecord]) -> None:
     """Append result rows at the driver level, from tuples: a checkpoint carries up to a
     thousand rows, and a Core insert of dicts spent 5-8 us more per row building and
     processing parameters that need no processing (no column here has a bind processor on
@@ -341,7 +341,7 @@ def release(
             attempts=tasks.c.attempts + 1,
         )
     )
-    if (conn.execute(released)).rowcount != 1:
+    if conn.execute(released).rowcount != 1:
         raise LeaseLost(f"task {task_id} is no longer leased to {worker_id}")
 
 
@@ -378,9 +378,7 @@ def complete(
     if phase_value is None:
         raise LeaseLost(f"task {task_id} is no longer leased to {worker_id}")
     phase = Phase(phase_value)
-    unfinished = conn.execute(
-        _UNFINISHED, {"job_id": job_id, "phase": phase.value}
-    ).scalar_one()
+    unfinished = conn.execute(_UNFINISHED, {"job_id": job_id, "phase": phase.value}).scalar_one()
     if unfinished or job_state != phase.job_state.value:
         return False
     if next_state is not None and next_state.value != job_state:
@@ -399,13 +397,11 @@ def complete(
 
 def _summed_totals(conn: Connection, job_id: int) -> dict[str, int]:
     """The objects and bytes of the job's PROCESS partitions."""
-    objects, size = (
-        conn.execute(
-            select(
-                func.coalesce(func.sum(tasks.c.objects), 0),
-                func.coalesce(func.sum(tasks.c.bytes), 0),
-            ).where(tasks.c.job_id == job_id, tasks.c.phase == Phase.PROCESS.value)
-        )
+    objects, size = conn.execute(
+        select(
+            func.coalesce(func.sum(tasks.c.objects), 0),
+            func.coalesce(func.sum(tasks.c.bytes), 0),
+        ).where(tasks.c.job_id == job_id, tasks.c.phase == Phase.PROCESS.value)
     ).one()
     return {"objects": int(objects), "bytes": int(size)}
 
