@@ -248,3 +248,31 @@ async def test_pages_are_requested_ahead_and_an_abandoned_request_is_cancelled(
         async for _ in listed:
             break
     assert pages.events == ["fetch 0", "fetch 1", "parse k0", "cancelled 1"]
+
+
+def _level_page(truncated: bool) -> bytes:
+    # a ListObjectsV2 answer with delimiter=/ and encoding-type=url, as S3 sends it
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/'
+        b'doc/2006-03-01/"><Name>b</Name><Prefix>top%2F</Prefix><MaxKeys>1000</MaxKeys>'
+        b"<Delimiter>%2F</Delimiter><EncodingType>url</EncodingType>"
+        + (b"<IsTruncated>true</IsTruncated>" if truncated else b"<IsTruncated>false</IsTruncated>")
+        + b"<Contents><Key>top%2Fa%20b%2Bc</Key><LastModified>2026-11-29T04:12:27.126Z"
+        b"</LastModified><ETag>&quot;5d41402abc4b2a76b9719d911017c592&quot;</ETag><Size>5</Size>"
+        b"<StorageClass>STANDARD</StorageClass></Contents>"
+        b"<CommonPrefixes><Prefix>top%2Fd%26e%2F</Prefix></CommonPrefixes>"
+        b"<CommonPrefixes><Prefix>top%2Fplain%2F</Prefix></CommonPrefixes>"
+        b"<KeyCount>3</KeyCount></ListBucketResult>"
+    )
+
+
+def test_a_level_reads_keys_and_common_prefixes_decoded() -> None:
+    assert listing.level_of(_level_page(truncated=False)) == [
+        "top/a b+c",
+        "top/d&e/",
+        "top/plain/",
+    ]
+
+
+def test_a_level_of_more_than_one_page_is_not_read() -> None:
+    assert listing.level_of(_level_page(truncated=True)) is None

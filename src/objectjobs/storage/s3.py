@@ -362,21 +362,11 @@ class S3Storage(S3ObjectOps, Storage):
     async def key_splits(
         self, bucket: str, *, prefix: str = "", start_after: str = "", parts: int = 2
     ) -> list[str]:
+        lister = await self._raw()
+
         async def children(directory: str) -> list[str] | None:
             # one page of one level: a level of more than a page is not cheap to read
-            r = await self._call(
-                "list_objects_v2",
-                f"list {bucket}",
-                Bucket=bucket,
-                Prefix=directory,
-                Delimiter="/",
-                MaxKeys=1000,
-            )
-            if r.get("IsTruncated"):
-                return None
-            return [c["Key"] for c in r.get("Contents", [])] + [
-                p["Prefix"] for p in r.get("CommonPrefixes", [])
-            ]
+            return await lister.level(bucket, directory)
 
         return await split_keys(children, prefix, start_after, parts)
 

@@ -289,6 +289,19 @@ def _in_s3_order(versions: list[ObjectVersion]) -> list[ObjectVersion]:
     return [v for _, v in rows]
 
 
+def level_of(body: bytes) -> list[str] | None:
+    """A ListObjectsV2 page with ``delimiter=/``: its keys and common prefixes (ending in
+    "/"), in the page's order; None when truncated (a level of more than one page)."""
+    root = ET.fromstring(body)
+    if xml_text(root, "IsTruncated") == "true":
+        return None
+    decode = _key_decoder(root)
+    return [
+        decode(f.get("Key", "") if kind == "Contents" else f.get("Prefix", ""))
+        for _, kind, f in _entries(root, ("Contents", "CommonPrefixes"))
+    ]
+
+
 class RawLister:
     """Lists through signed requests (retried there when transient)."""
 
@@ -350,6 +363,14 @@ class RawLister:
                 await asyncio.wait([fetch])
                 if not fetch.cancelled():
                     fetch.exception()  # an abandoned prefetch's error is not news
+
+    async def level(self, bucket: str, directory: str) -> list[str] | None:
+        """The keys and common prefixes directly below ``directory`` (a prefix ending in
+        "/", or ""), as ``level_of`` reads them: one request."""
+        query = {"list-type": "2", "delimiter": "/", "max-keys": "1000"}
+        if directory:
+            query["prefix"] = directory
+        return level_of(await self._fetch(bucket, query))
 
     def list_objects(
         self, bucket: str, prefix: str, start_after: str, end_key: str | None, page_size: int
