@@ -139,7 +139,9 @@ def _intended(d: lc.Decision) -> str:
 
 
 class LifecycleUpdate(JobHandler):
-    listing = "versions"
+    # a policy looks at keys, sizes, times and tags, never at etags: the local driver then
+    # lists without reading a sidecar file per object
+    listing = "sized"
     # evaluating a policy costs about as much as listing the key: EXAMINING does it as it
     # lists, saving a listing (HEADs and tag reads, when needed, still run concurrently)
     plans_while_examining = True
