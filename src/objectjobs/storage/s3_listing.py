@@ -1,4 +1,4 @@
-"""Listings for the S3 driver: requests signed by botocore, XML parsed here.
+"""Listings for the S3 driver: requests signed and sent by ``s3_http``, XML parsed here.
 
 botocore's response parsing of a 1000-key ListObjects page costs an order of magnitude more
 CPU than the request itself (see the numbers in the driver's docs). So the driver sends the
@@ -9,7 +9,8 @@ A page is read by one regular expression when its entries have the element order
 AWS send (a third of ElementTree's CPU), and by ElementTree otherwise (moto, any surprise):
 the fast reading is used only when it accounts for every entry of the page. The next page
 is requested as soon as its marker is read, before the page is parsed, so the server's
-latency and our parsing overlap.
+latency and our parsing overlap. ``key_splits`` reads a "directory" level the same way:
+one ``delimiter=/`` page (``level_of``).
 """
 
 from __future__ import annotations
