@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -362,13 +363,9 @@ class S3Storage(S3ObjectOps, Storage):
     async def key_splits(
         self, bucket: str, *, prefix: str = "", start_after: str = "", parts: int = 2
     ) -> list[str]:
+        # one page of one level: a level of more than a page is not cheap to read
         lister = await self._raw()
-
-        async def children(directory: str) -> list[str] | None:
-            # one page of one level: a level of more than a page is not cheap to read
-            return await lister.level(bucket, directory)
-
-        return await split_keys(children, prefix, start_after, parts)
+        return await split_keys(functools.partial(lister.level, bucket), prefix, start_after, parts)
 
     async def list_uploads(
         self, bucket: str, *, prefix: str = ""
