@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from objectjobs.errors import ConfigurationError, StorageError
 from objectjobs.storage import local_files as lf
 from objectjobs.storage import local_write
 from objectjobs.storage.factory import open_storage
-from objectjobs.storage.interface import CopyRequest, WriteResult
+from objectjobs.storage.interface import CopyRequest, ObjectVersion, WriteResult
 from objectjobs.storage.local import LocalStorage
 from tests.storage.helpers import collect
 
@@ -287,6 +288,27 @@ def test_walk_skips_a_file_removed_after_its_directory_was_read(root: Path) -> N
     assert [first.key, *(v.key for v in rest)] == ["d/a", "d/c"]
     st = os.lstat(bucket / "d" / "c")
     assert (rest[0].size, rest[0].last_modified) == (2, lf.utc_from_ns(st.st_mtime_ns))
+
+
+def test_a_listed_file_reads_as_an_object_version_with_its_mtime(root: Path) -> None:
+    bucket = root / "v"
+    bucket.mkdir(parents=True)
+    (bucket / "k").write_bytes(b"abc")
+    os.utime(bucket / "k", ns=(0, 1_700_000_000_123_456_789))
+    [[entry]] = list(
+        lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None)
+    )
+    when = datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)  # whole microseconds
+    expected = lf.FileVersion("k", None, True, False, 3, None, when)
+    assert isinstance(entry, ObjectVersion)
+    assert entry.last_modified == when and entry.last_modified is entry.last_modified
+    assert entry == expected and dataclasses.asdict(entry) == dataclasses.asdict(expected)
+    assert f"last_modified={when!r}" in repr(entry)
+    moved = dataclasses.replace(entry, size=4)
+    assert (type(moved), moved.size, moved.last_modified) == (lf.FileVersion, 4, when)
+    later = datetime(2024, 1, 1, tzinfo=UTC)
+    entry.last_modified = later
+    assert entry.last_modified == later and entry != expected
 
 
 def test_walk_holds_one_directory_descriptor_at_a_time_and_closes_it(root: Path) -> None:
