@@ -86,9 +86,7 @@ async def job_child(kind: str, bucket: str, root: str, endpoint: dict[str, str])
     async with worker_processes(settings, db_path) as children:
         children_cpu0 = children.cpu_s()
         cpu_start = time.process_time()
-        job, _ = await store.create_job(
-            NewJob(JobType.METRIC_RECONCILIATION, bucket, {}, user.id)
-        )
+        job, _ = await store.create_job(NewJob(JobType.METRIC_RECONCILIATION, bucket, {}, user.id))
         tune_gc()  # as `objectjobs worker` does once started
         worker = Worker(settings, store, storage)
         async with worker.running():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test.sh — install everything the tests need, then run ruff, mypy and pytest.
+# test.sh — install everything the tests need, then run ruff (lint and format), mypy and pytest.
 # Idempotent: apt is skipped when every package is installed, pip when pyproject is unchanged.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_servers.py -x`.
 # Exits non-zero if any step fails, including pytest collecting no test (exit code 5).
@@ -63,8 +63,9 @@ OBJECTJOBS_EXTRAS=test bash "$REPO/scripts/install.sh"
 log "environment ready"
 
 failed=()
-log "ruff check src tests"
-"$VENV/bin/ruff" check src tests || failed+=(ruff)
+log "ruff check, ruff format --check: src tests bench"
+"$VENV/bin/ruff" check src tests bench || failed+=(ruff)
+"$VENV/bin/ruff" format --check src tests bench || failed+=("ruff format")
 log "mypy"
 "$VENV/bin/mypy" || failed+=(mypy)
 

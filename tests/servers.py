@@ -73,9 +73,13 @@ def log_tail(*paths: Path, lines: int = 40) -> str:
     return "\n".join(out) or "(no log output)"
 
 
-def _wait_for(check: Callable[[], bool], what: str, logs: list[Path],
-              proc: subprocess.Popen[bytes] | None = None,
-              timeout: float = START_TIMEOUT) -> None:
+def _wait_for(
+    check: Callable[[], bool],
+    what: str,
+    logs: list[Path],
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -87,13 +91,21 @@ def _wait_for(check: Callable[[], bool], what: str, logs: list[Path],
     raise ServerStartError(f"{what} not ready after {timeout:.0f}s\n{log_tail(*logs)}")
 
 
-def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None,
-           cwd: Path | None = None) -> subprocess.Popen[bytes]:
+def _spawn(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     # A new session makes the server its own process group, so stop() can signal exactly
     # the processes it started (shell wrappers, erl children) and nothing else.
     with log.open("ab") as fh:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                env=env, cwd=cwd, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
 
 
 def _kill_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
@@ -140,6 +152,7 @@ def _start_guarded(server: _Server, start: Callable[[], None]) -> None:
 
 # ----------------------------------------------------------------------------- PostgreSQL
 
+
 def _pg_bindir() -> Path:
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
@@ -185,27 +198,64 @@ def start_postgres() -> PostgresServer:
     data, log = tmp / "data", tmp / "postgres.log"
 
     def run(cmd: list[str]) -> None:
-        res = subprocess.run(as_user + cmd, capture_output=True, text=True, check=False,
-                             cwd=tmp, timeout=START_TIMEOUT)
+        res = subprocess.run(
+            as_user + cmd,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp,
+            timeout=START_TIMEOUT,
+        )
         if res.returncode != 0:
-            raise ServerStartError(f"{cmd[0]} failed ({res.returncode}):\n{res.stdout}\n"
-                                   f"{res.stderr}\n{log_tail(log)}")
+            raise ServerStartError(
+                f"{cmd[0]} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}\n{log_tail(log)}"
+            )
 
     def start() -> None:
-        run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-             "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"])
-        opts = (f"-c listen_addresses=127.0.0.1 -p {server.port} -k {tmp} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts,
-             "-w", "-t", str(int(START_TIMEOUT)), "start"])
-        server._stops.append(lambda: run([str(bindir / "pg_ctl"), "-D", str(data),
-                                          "-m", "immediate", "-w", "stop"]))
+        run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C.UTF-8",
+            ]
+        )
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -p {server.port} -k {tmp} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        run(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                str(int(START_TIMEOUT)),
+                "start",
+            ]
+        )
+        server._stops.append(
+            lambda: run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
+        )
 
     _start_guarded(server, start)
     return server
 
 
 # ----------------------------------------------------------------------------- Ceph RGW
+
 
 def shared_ceph_dir() -> Path:
     override = os.environ.get("OBJECTJOBS_SHARED_CEPH")
@@ -218,8 +268,11 @@ def _rgw_ports() -> tuple[int, int]:
     for _ in range(200):
         mon = random.randrange(10000, 16000)
         osd = random.randrange(200, 320) * 100
-        if (_port_free(mon) and _port_free(mon + 3489)
-                and all(_port_free(p) for p in range(osd, osd + 100))):
+        if (
+            _port_free(mon)
+            and _port_free(mon + 3489)
+            and all(_port_free(p) for p in range(osd, osd + 100))
+        ):
             return mon, osd
     raise ServerStartError("no free port range for Ceph mon/OSD on 127.0.0.1")
 
@@ -238,30 +291,51 @@ def start_rgw_server() -> RgwServer:
     server = RgwServer(tmp=tmp)
     cluster, log = tmp / "cluster", tmp / "start-rgw.log"
     mon, osd = _rgw_ports()
-    env = dict(os.environ, RGW_PORT=str(free_port()), MON_PORT=str(mon),
-               OSD_PORT_MIN=str(osd), RGW_TIMEOUT="60")
+    env = dict(
+        os.environ,
+        RGW_PORT=str(free_port()),
+        MON_PORT=str(mon),
+        OSD_PORT_MIN=str(osd),
+        RGW_TIMEOUT="60",
+    )
 
     def start() -> None:
-        server._stops.append(lambda: subprocess.run(
-            ["bash", str(ceph / "stop-rgw.sh"), str(cluster)], capture_output=True,
-            check=False, timeout=60))
+        server._stops.append(
+            lambda: subprocess.run(
+                ["bash", str(ceph / "stop-rgw.sh"), str(cluster)],
+                capture_output=True,
+                check=False,
+                timeout=60,
+            )
+        )
         with log.open("wb") as err:
-            res = subprocess.run(["bash", str(script), str(cluster)], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=err, env=env, check=False,
-                                 timeout=START_TIMEOUT + 60)
+            res = subprocess.run(
+                ["bash", str(script), str(cluster)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=env,
+                check=False,
+                timeout=START_TIMEOUT + 60,
+            )
         if res.returncode != 0:
-            raise ServerStartError(f"start-rgw.sh failed ({res.returncode})\n"
-                                   f"{log_tail(log, cluster / 'log', lines=25)}")
+            raise ServerStartError(
+                f"start-rgw.sh failed ({res.returncode})\n"
+                f"{log_tail(log, cluster / 'log', lines=25)}"
+            )
         out = dict(line.split("=", 1) for line in res.stdout.decode().splitlines() if "=" in line)
-        server.endpoint = S3Endpoint(endpoint_url=out["S3_ENDPOINT"],
-                                     access_key=out["AWS_ACCESS_KEY_ID"],
-                                     secret_key=out["AWS_SECRET_ACCESS_KEY"])
+        server.endpoint = S3Endpoint(
+            endpoint_url=out["S3_ENDPOINT"],
+            access_key=out["AWS_ACCESS_KEY_ID"],
+            secret_key=out["AWS_SECRET_ACCESS_KEY"],
+        )
 
     _start_guarded(server, start)
     return server
 
 
 # ----------------------------------------------------------------------------- moto
+
 
 @dataclass
 class MotoServer(_Server):
@@ -278,13 +352,17 @@ def start_moto_server() -> MotoServer:
             return int(r.status) == 200
 
     def start() -> None:
-        proc = _spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                      log, cwd=tmp)
+        proc = _spawn(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], log, cwd=tmp
+        )
         server._stops.append(lambda: _kill_group(proc))
         _wait_for(ready, "moto server", [log], proc)
         # moto accepts any credentials; distinct ones make mix-ups between endpoints visible.
-        server.endpoint = S3Endpoint(endpoint_url=f"http://127.0.0.1:{port}",
-                                     access_key=f"moto{port}", secret_key=f"moto-secret-{port}")
+        server.endpoint = S3Endpoint(
+            endpoint_url=f"http://127.0.0.1:{port}",
+            access_key=f"moto{port}",
+            secret_key=f"moto-secret-{port}",
+        )
 
     _start_guarded(server, start)
     return server
@@ -361,8 +439,12 @@ def start_rabbitmq() -> RabbitServer:
     def start() -> None:
         # Our own epmd in the foreground, on its own port: erl reuses it instead of spawning
         # a daemonised one that would outlive the session.
-        epmd = _spawn(["epmd", "-address", "127.0.0.1", "-port", str(epmd_port)],
-                      logs / "epmd.log", env=env, cwd=tmp)
+        epmd = _spawn(
+            ["epmd", "-address", "127.0.0.1", "-port", str(epmd_port)],
+            logs / "epmd.log",
+            env=env,
+            cwd=tmp,
+        )
         server._stops.append(lambda: _kill_group(epmd))
         _wait_for(lambda: _port_open(epmd_port), "epmd", [logs], epmd, timeout=15)
         proc = _spawn([str(server_bin)], logs / "server-stdout.log", env=env, cwd=tmp)
@@ -373,4 +455,3 @@ def start_rabbitmq() -> RabbitServer:
 
     _start_guarded(server, start)
     return server
-

@@ -50,7 +50,8 @@ def test_postgres_databases_are_fresh_and_separate(postgres_server: PostgresServ
         assert conn.execute("SELECT v FROM t WHERE id = 1").fetchone() == ("x",)
     with psycopg.connect(_to_libpq(second)) as conn:
         tables = conn.execute(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchone()
         assert tables == (0,)
     with psycopg.connect(_to_libpq(postgres_server.admin_url)) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
@@ -71,8 +72,7 @@ def test_moto_bucket_roundtrip(moto_s3: S3Endpoint) -> None:
     _roundtrip(moto_s3)
 
 
-def test_two_moto_servers_are_independent(moto_s3: S3Endpoint,
-                                          moto_s3_second: S3Endpoint) -> None:
+def test_two_moto_servers_are_independent(moto_s3: S3Endpoint, moto_s3_second: S3Endpoint) -> None:
     assert moto_s3.endpoint_url != moto_s3_second.endpoint_url
     bucket = f"only-first-{uuid.uuid4().hex[:12]}"
     _s3(moto_s3).create_bucket(Bucket=bucket)

@@ -278,9 +278,7 @@ def test_walk_skips_a_file_removed_after_its_directory_was_read(root: Path) -> N
     for name in ("a", "b", "c"):
         (bucket / "d" / name).write_bytes(name.encode() * 2)
     os.symlink(bucket / "d" / "a", bucket / "d" / "link")  # neither file nor directory
-    walk = lf.walk_sorted(
-        bucket, root / "meta", prefix="", start_after="", end_key=None, batch=1
-    )
+    walk = lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None, batch=1)
     # "d" has been read: its names are known, the stats after the first not yet taken
     [first] = next(walk)
     (bucket / "d" / "b").unlink()
@@ -295,9 +293,7 @@ def test_a_listed_file_reads_as_an_object_version_with_its_mtime(root: Path) -> 
     bucket.mkdir(parents=True)
     (bucket / "k").write_bytes(b"abc")
     os.utime(bucket / "k", ns=(0, 1_700_000_000_123_456_789))
-    [[entry]] = list(
-        lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None)
-    )
+    [[entry]] = list(lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None))
     when = datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)  # whole microseconds
     expected = lf.FileVersion("k", None, True, False, 3, None, when)
     assert isinstance(entry, ObjectVersion)
@@ -321,9 +317,7 @@ def test_walk_holds_one_directory_descriptor_at_a_time_and_closes_it(root: Path)
         return len(os.listdir("/proc/self/fd"))
 
     before = open_fds()
-    walk = lf.walk_sorted(
-        bucket, root / "meta", prefix="", start_after="", end_key=None, batch=1
-    )
+    walk = lf.walk_sorted(bucket, root / "meta", prefix="", start_after="", end_key=None, batch=1)
     assert [next(walk)[0].key for _ in range(2)] == ["d/a", "d/s/t/u/deep"]
     assert open_fds() == before + 1  # the deepest directory's; its parents' are closed
     # parents reopened after

@@ -65,8 +65,14 @@ async def make_job(
     key: str | None = None,
 ) -> JobRecord:
     job, created = await store.create_job(
-        NewJob(job_type=job_type, bucket=bucket, params={"destination": "dst"},
-               owner_id=owner.id, prefix=prefix, idempotency_key=key)
+        NewJob(
+            job_type=job_type,
+            bucket=bucket,
+            params={"destination": "dst"},
+            owner_id=owner.id,
+            prefix=prefix,
+            idempotency_key=key,
+        )
     )
     assert created
     return job

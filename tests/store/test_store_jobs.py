@@ -23,14 +23,24 @@ from tests.store.conftest import Clock, make_job
 
 async def test_create_job(store: SqlJobStore, user: User) -> None:
     before = datetime.now(UTC)
-    job, created = await store.create_job(NewJob(
-        job_type=JobType.LIFECYCLE_UPDATE, bucket="b1", params={"dryRun": "true"},
-        owner_id=user.id, prefix="logs/"))
+    job, created = await store.create_job(
+        NewJob(
+            job_type=JobType.LIFECYCLE_UPDATE,
+            bucket="b1",
+            params={"dryRun": "true"},
+            owner_id=user.id,
+            prefix="logs/",
+        )
+    )
     assert created
     assert job.state is JobState.EXAMINING
     assert job.job_type is JobType.LIFECYCLE_UPDATE
     assert (job.bucket, job.params, job.owner_id, job.owner_name) == (
-        "b1", {"dryRun": "true"}, user.id, "alice")
+        "b1",
+        {"dryRun": "true"},
+        user.id,
+        "alice",
+    )
     assert job.start_time == job.create_time
     assert job.start_time.tzinfo is not None and job.start_time.utcoffset() == timedelta(0)
     assert before <= job.start_time <= datetime.now(UTC)
@@ -40,7 +50,12 @@ async def test_create_job(store: SqlJobStore, user: User) -> None:
     assert await store.get_job(job.id) == job
     [task] = await store.list_tasks(job.id)
     assert (task.phase, task.seq, task.start_key, task.end_key, task.state) == (
-        Phase.EXAMINE, 0, "", None, TaskState.PENDING)
+        Phase.EXAMINE,
+        0,
+        "",
+        None,
+        TaskState.PENDING,
+    )
     assert await store.get_job(job.id + 1 if job.id != -1 else 1) is None
 
 
@@ -54,8 +69,7 @@ async def test_job_ids_are_random_signed_int32(store: SqlJobStore, user: User) -
     assert ids != sorted(ids)
 
 
-async def test_time_microseconds_round_trip(store: SqlJobStore, user: User,
-                                            clock: Clock) -> None:
+async def test_time_microseconds_round_trip(store: SqlJobStore, user: User, clock: Clock) -> None:
     clock.frozen = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
     job = await make_job(store, user)
     stored = await store.get_job(job.id)
@@ -63,8 +77,7 @@ async def test_time_microseconds_round_trip(store: SqlJobStore, user: User,
     assert stored.start_time.tzinfo is not None
 
 
-async def test_duplicate_active_guard(store: SqlJobStore, user: User,
-                                      other_user: User) -> None:
+async def test_duplicate_active_guard(store: SqlJobStore, user: User, other_user: User) -> None:
     first = await make_job(store, user, "b")
     with pytest.raises(DuplicateActiveJob) as e:
         await make_job(store, other_user, "b")
@@ -82,8 +95,10 @@ async def test_duplicate_active_guard(store: SqlJobStore, user: User,
 
 async def test_duplicate_guard_is_atomic(store: SqlJobStore, user: User) -> None:
     outcomes = await asyncio.gather(
-        *(store.create_job(NewJob(JobType.BATCH_REPLICATE, "race", {}, user.id))
-          for _ in range(12)),
+        *(
+            store.create_job(NewJob(JobType.BATCH_REPLICATE, "race", {}, user.id))
+            for _ in range(12)
+        ),
         return_exceptions=True,
     )
     created = [o for o in outcomes if isinstance(o, tuple)]
@@ -103,7 +118,8 @@ async def test_idempotency_key(store: SqlJobStore, user: User, other_user: User)
     assert late.id == job.id and not late_created
     # the key is per owner
     theirs, theirs_created = await store.create_job(
-        NewJob(JobType.BATCH_REPLICATE, "b", {}, other_user.id, idempotency_key="k1"))
+        NewJob(JobType.BATCH_REPLICATE, "b", {}, other_user.id, idempotency_key="k1")
+    )
     assert theirs_created and theirs.id != job.id
 
 
@@ -119,8 +135,7 @@ async def test_create_for_unknown_owner_fails(store: SqlJobStore) -> None:
         await store.create_job(NewJob(JobType.BATCH_REPLICATE, "b", {}, owner_id=4242))
 
 
-async def test_list_newest_first_ties_by_id(store: SqlJobStore, user: User,
-                                            clock: Clock) -> None:
+async def test_list_newest_first_ties_by_id(store: SqlJobStore, user: User, clock: Clock) -> None:
     base = datetime(2025, 1, 1, tzinfo=UTC)
     made = []
     for i in range(12):
@@ -153,8 +168,7 @@ async def test_list_filters(store: SqlJobStore, user: User, other_user: User) ->
     assert [j.id for j in await store.list_jobs(owner_id=user.id, after=cursor)] == [a1.id]
 
 
-async def test_keyset_paging_exact_under_concurrent_inserts(store: SqlJobStore,
-                                                            user: User) -> None:
+async def test_keyset_paging_exact_under_concurrent_inserts(store: SqlJobStore, user: User) -> None:
     original = {(await make_job(store, user, f"old{i}")).id for i in range(30)}
     seen: list[int] = []
     after: JobCursor | None = None
@@ -200,11 +214,16 @@ async def test_cancel_rules(store: SqlJobStore, user: User) -> None:
 
 async def test_finish_and_update_job(store: SqlJobStore, user: User) -> None:
     job = await make_job(store, user)
-    await store.update_job(job.id, totals={"objects": 5, "bytes": 50},
-                           plan={"copy": {"objects": 4, "bytes": 40}}, rate=2.5,
-                           add_failure_reason="first")
-    await store.update_job(job.id, usage={"after": {"currentObjects": 1}},
-                           add_failure_reason="second")
+    await store.update_job(
+        job.id,
+        totals={"objects": 5, "bytes": 50},
+        plan={"copy": {"objects": 4, "bytes": 40}},
+        rate=2.5,
+        add_failure_reason="first",
+    )
+    await store.update_job(
+        job.id, usage={"after": {"currentObjects": 1}}, add_failure_reason="second"
+    )
     got = await store.get_job(job.id)
     assert got is not None
     assert got.totals == {"objects": 5, "bytes": 50}
@@ -255,7 +274,8 @@ async def test_users(store: SqlJobStore) -> None:
 
 async def test_settings_first_writer_wins(store: SqlJobStore) -> None:
     values = await asyncio.gather(
-        *(store.get_or_create_setting("serial", f"v{i}") for i in range(10)))
+        *(store.get_or_create_setting("serial", f"v{i}") for i in range(10))
+    )
     assert len(set(values)) == 1 and values[0].startswith("v")
     assert await store.get_or_create_setting("serial", "other") == values[0]
     assert await store.get_or_create_setting("secret", "s") == "s"
@@ -265,8 +285,9 @@ async def test_ping(store: SqlJobStore) -> None:
     await store.ping()
 
 
-async def test_two_store_instances_write_at_once(store: SqlJobStore, user: User,
-                                                 store_url: str) -> None:
+async def test_two_store_instances_write_at_once(
+    store: SqlJobStore, user: User, store_url: str
+) -> None:
     """Like the CLI adding users next to a running server: no "database is locked"."""
     cli = SqlJobStore(store_url)
     try:

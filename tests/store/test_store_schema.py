@@ -77,8 +77,7 @@ async def test_migrated_schema_matches_the_model(store: SqlJobStore, store_url: 
         await db.dispose()
 
 
-async def test_keyset_page_uses_the_index(store: SqlJobStore, user: User,
-                                          store_url: str) -> None:
+async def test_keyset_page_uses_the_index(store: SqlJobStore, user: User, store_url: str) -> None:
     """A keyset page is an index range scan starting at the cursor, at any depth."""
     for i in range(20):
         await make_job(store, user, f"b{i}")
@@ -88,8 +87,9 @@ async def test_keyset_page_uses_the_index(store: SqlJobStore, user: User,
 
     # run the store's own statement (with its bound parameters) under EXPLAIN
     @event.listens_for(db.engine, "before_cursor_execute", retval=True)
-    def explain(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any,
-                _many: bool) -> tuple[str, Any]:
+    def explain(
+        _c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool
+    ) -> tuple[str, Any]:
         if statement.lstrip().upper().startswith("SELECT JOBS."):
             statement = ("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement
         return statement, params
@@ -127,8 +127,7 @@ def test_urls_map_to_async_drivers(tmp_path: Path) -> None:
             sync_url(bad)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres",
-                                                         marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_unreachable_database(kind: str, tmp_path: Path) -> None:
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path}/missing-dir/jobs.db"

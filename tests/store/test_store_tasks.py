@@ -32,9 +32,11 @@ async def to_execute(store: SqlJobStore, job: JobRecord, n: int) -> None:
     assert await store.complete_task(examine.id, "setup", next_state=JobState.PROCESSING)
     process = await store.claim_task("setup", 30)
     assert process is not None and process.phase is Phase.PROCESS
-    await store.add_tasks(job.id, Phase.EXECUTE,
-                          [NewTask(i, f"k{i}", f"k{i + 1}", objects=i, bytes=10 * i)
-                           for i in range(n)])
+    await store.add_tasks(
+        job.id,
+        Phase.EXECUTE,
+        [NewTask(i, f"k{i}", f"k{i + 1}", objects=i, bytes=10 * i) for i in range(n)],
+    )
     assert await store.complete_task(process.id, "setup", next_state=JobState.EXECUTING)
 
 
@@ -49,10 +51,18 @@ async def test_claim_and_lease(store: SqlJobStore, user: User) -> None:
     before = datetime.now(UTC)
     task = await claim(store, "w1", lease_s=60)
     assert (task.job_id, task.phase, task.state, task.lease_owner, task.attempts) == (
-        job.id, Phase.EXAMINE, TaskState.RUNNING, "w1", 0)
+        job.id,
+        Phase.EXAMINE,
+        TaskState.RUNNING,
+        "w1",
+        0,
+    )
     assert task.lease_until is not None
-    assert before + timedelta(seconds=59) < task.lease_until < datetime.now(UTC) + \
-        timedelta(seconds=61)
+    assert (
+        before + timedelta(seconds=59)
+        < task.lease_until
+        < datetime.now(UTC) + timedelta(seconds=61)
+    )
     assert await store.claim_task("w2", 60) is None
     assert await store.list_tasks(job.id) == [task]
 
@@ -73,7 +83,9 @@ async def test_only_tasks_of_the_current_phase_run(store: SqlJobStore, user: Use
     assert got is not None and got.state is JobState.PROCESSING
     first, second = await claim(store, "a"), await claim(store, "b")
     assert {(first.phase, first.seq), (second.phase, second.seq)} == {
-        (Phase.PROCESS, 0), (Phase.PROCESS, 1)}
+        (Phase.PROCESS, 0),
+        (Phase.PROCESS, 1),
+    }
 
 
 async def test_claim_skips_the_phases_asked(store: SqlJobStore, user: User) -> None:
@@ -87,7 +99,10 @@ async def test_claim_skips_the_phases_asked(store: SqlJobStore, user: User) -> N
     examine_newer = await store.claim_task("x", 30, skip_phases=(Phase.PROCESS,))
     assert examine_newer is not None
     assert (examine_newer.job_id, examine_newer.phase, examine_newer.seq) == (
-        older.id, Phase.EXAMINE, 1)  # the older job's range first: its phase not skipped
+        older.id,
+        Phase.EXAMINE,
+        1,
+    )  # the older job's range first: its phase not skipped
     second = await claim(store, "w")
     assert (second.job_id, second.phase) == (newer.id, Phase.EXAMINE)
     await store.add_tasks(newer.id, Phase.PROCESS, [NewTask(0, "", None)])
@@ -97,19 +112,18 @@ async def test_claim_skips_the_phases_asked(store: SqlJobStore, user: User) -> N
     assert process is not None and (process.job_id, process.phase) == (newer.id, Phase.PROCESS)
     assert await store.claim_task("y", 30, skip_phases=(Phase.EXAMINE,)) is None
     left = await store.claim_task("y", 30)
-    assert left is not None and (left.job_id, left.phase, left.seq) == (
-        older.id, Phase.EXAMINE, 2)
+    assert left is not None and (left.job_id, left.phase, left.seq) == (older.id, Phase.EXAMINE, 2)
 
 
-async def test_add_tasks_idempotent_and_listed_in_order(store: SqlJobStore,
-                                                        user: User) -> None:
+async def test_add_tasks_idempotent_and_listed_in_order(store: SqlJobStore, user: User) -> None:
     job = await make_job(store, user)
     await store.add_tasks(job.id, Phase.EXECUTE, [NewTask(1, "b", None, 3, 30)])
     await store.add_tasks(job.id, Phase.PROCESS, [NewTask(0, "", "b")])
-    await store.add_tasks(job.id, Phase.EXECUTE,
-                          [NewTask(0, "", "b"), NewTask(1, "x", "y", 9, 99)])
-    listed = [(t.phase, t.seq, t.start_key, t.end_key, t.objects, t.bytes)
-              for t in await store.list_tasks(job.id)]
+    await store.add_tasks(job.id, Phase.EXECUTE, [NewTask(0, "", "b"), NewTask(1, "x", "y", 9, 99)])
+    listed = [
+        (t.phase, t.seq, t.start_key, t.end_key, t.objects, t.bytes)
+        for t in await store.list_tasks(job.id)
+    ]
     assert listed == [
         (Phase.EXAMINE, 0, "", None, 0, 0),
         (Phase.PROCESS, 0, "", "b", 0, 0),
@@ -128,9 +142,14 @@ async def test_takeover_after_expiry(store: SqlJobStore, user: User) -> None:
     assert (taken.id, taken.lease_owner, taken.attempts) == (mine.id, "new", 1)
     assert await store.heartbeat("old", [mine.id], 30) == {mine.id}
     with pytest.raises(LeaseLost):
-        await store.checkpoint(mine.id, "old", key="zzz", progress=Progress(processed=5),
-                               state_data={"x": 1},
-                               results=[ResultRecord("k", None, "copy", Outcome.SUCCEEDED)])
+        await store.checkpoint(
+            mine.id,
+            "old",
+            key="zzz",
+            progress=Progress(processed=5),
+            state_data={"x": 1},
+            results=[ResultRecord("k", None, "copy", Outcome.SUCCEEDED)],
+        )
     # nothing of the refused checkpoint was written
     got = await store.get_job(job.id)
     assert got is not None and got.processed == 0
@@ -156,8 +175,7 @@ async def test_heartbeat_extends_lease(store: SqlJobStore, user: User) -> None:
     assert await store.heartbeat("someone-else", [task.id], 30) == {task.id}
 
 
-async def test_heartbeat_reports_cancelled_and_failed_jobs(store: SqlJobStore,
-                                                           user: User) -> None:
+async def test_heartbeat_reports_cancelled_and_failed_jobs(store: SqlJobStore, user: User) -> None:
     a = await make_job(store, user, "a")
     b = await make_job(store, user, "b")
     ta, tb = await claim(store, "w"), await claim(store, "w")
@@ -204,12 +222,25 @@ async def test_checkpoint_returns_the_jobs_state_and_counters(
 async def test_checkpoint(store: SqlJobStore, user: User) -> None:
     job = await make_job(store, user)
     task = await claim(store, "w")
-    results = [ResultRecord(f"k{i}", f"v{i}" if i % 2 else None, "copy",
-                            Outcome.FAILED if i == 3 else Outcome.SUCCEEDED,
-                            "SlowDown" if i == 3 else None, "m" if i == 3 else None)
-               for i in range(5)]
-    await store.checkpoint(task.id, "w", key="k4", progress=Progress(4, 1, 0, 400),
-                           state_data={"listed": 5}, results=results)
+    results = [
+        ResultRecord(
+            f"k{i}",
+            f"v{i}" if i % 2 else None,
+            "copy",
+            Outcome.FAILED if i == 3 else Outcome.SUCCEEDED,
+            "SlowDown" if i == 3 else None,
+            "m" if i == 3 else None,
+        )
+        for i in range(5)
+    ]
+    await store.checkpoint(
+        task.id,
+        "w",
+        key="k4",
+        progress=Progress(4, 1, 0, 400),
+        state_data={"listed": 5},
+        results=results,
+    )
     await store.checkpoint(task.id, "w", key=None, progress=Progress(skipped=2))
     [stored] = await store.list_tasks(job.id)
     assert stored.checkpoint == "k4" and stored.state_data == {"listed": 5}
@@ -231,18 +262,30 @@ async def test_checkpoint_creates_partitions_with_it_or_not_at_all(
         NewTask(0, "", "k1", 2, 20, state_data={"plan": {"count": [2, 20]}}, checkpoint="k1"),
         NewTask(1, "k1", "k3", 2, 20),
     ]
-    await store.checkpoint(examine.id, "w", key="k3", progress=Progress(processed=2),
-                           state_data={"cutting": {"seq": 2}}, partitions=cut)
+    await store.checkpoint(
+        examine.id,
+        "w",
+        key="k3",
+        progress=Progress(processed=2),
+        state_data={"cutting": {"seq": 2}},
+        partitions=cut,
+    )
     made = await store.list_tasks(job.id, Phase.PROCESS)
-    assert [(t.seq, t.start_key, t.end_key, t.objects, t.checkpoint, t.state_data)
-            for t in made] == [
+    assert [
+        (t.seq, t.start_key, t.end_key, t.objects, t.checkpoint, t.state_data) for t in made
+    ] == [
         (0, "", "k1", 2, "k1", {"plan": {"count": [2, 20]}}),
         (1, "k1", "k3", 2, None, {}),
     ]
     # a checkpoint refused for a lost lease creates none of its partitions
     with pytest.raises(LeaseLost):
-        await store.checkpoint(examine.id, "other", key="k5", progress=Progress(processed=2),
-                               partitions=[NewTask(2, "k3", "k5")])
+        await store.checkpoint(
+            examine.id,
+            "other",
+            key="k5",
+            progress=Progress(processed=2),
+            partitions=[NewTask(2, "k3", "k5")],
+        )
     assert len(await store.list_tasks(job.id, Phase.PROCESS)) == 2
     got = await store.get_job(job.id)
     assert got is not None and got.processed == 2
@@ -256,11 +299,18 @@ async def test_a_partition_cut_done_comes_with_its_execute_tasks_and_is_never_cl
     done = NewTask(0, "", "k1", 2, 20, checkpoint="k1", done=True)
     follow_up = NewTask(0, "", "k1", 2, 20)
     with pytest.raises(LeaseLost):  # refused: neither is created
-        await store.checkpoint(examine.id, "other", key="k1", progress=Progress(),
-                               partitions=[done], executions=[follow_up])
+        await store.checkpoint(
+            examine.id,
+            "other",
+            key="k1",
+            progress=Progress(),
+            partitions=[done],
+            executions=[follow_up],
+        )
     assert await store.list_tasks(job.id) == [examine]
-    await store.checkpoint(examine.id, "w", key="k1", progress=Progress(),
-                           partitions=[done], executions=[follow_up])
+    await store.checkpoint(
+        examine.id, "w", key="k1", progress=Progress(), partitions=[done], executions=[follow_up]
+    )
     await store.add_tasks(job.id, Phase.PROCESS, [NewTask(1, "k1", None)])
     [cut, last] = await store.list_tasks(job.id, Phase.PROCESS)
     assert (cut.state, last.state) == (TaskState.DONE, TaskState.PENDING)
@@ -280,9 +330,12 @@ async def test_counters_under_concurrent_increments(store: SqlJobStore, user: Us
 
     async def report(task: Task) -> None:
         for _ in range(10):
-            await store.checkpoint(task.id, task.lease_owner or "", key=None,
-                                   progress=Progress(processed=1, failed=2, skipped=3,
-                                                     bytes=1000))
+            await store.checkpoint(
+                task.id,
+                task.lease_owner or "",
+                key=None,
+                progress=Progress(processed=1, failed=2, skipped=3, bytes=1000),
+            )
 
     await asyncio.gather(*(report(t) for t in tasks))
     got = await store.get_job(job.id)
@@ -297,8 +350,11 @@ async def test_complete_advances_exactly_once(store: SqlJobStore, user: User) ->
         tasks = [await claim(store, f"w{i}") for i in range(3)]
         assert not await store.complete_task(tasks[0].id, "w0", next_state=JobState.COMPLETE)
         advanced = await asyncio.gather(
-            *(store.complete_task(t.id, f"w{i + 1}", next_state=JobState.COMPLETE)
-              for i, t in enumerate(tasks[1:])))
+            *(
+                store.complete_task(t.id, f"w{i + 1}", next_state=JobState.COMPLETE)
+                for i, t in enumerate(tasks[1:])
+            )
+        )
         assert sorted(advanced) == [False, True]
         got = await store.get_job(job.id)
         assert got is not None and got.state is JobState.COMPLETE
@@ -339,18 +395,23 @@ async def test_plan_published_when_processing_ends(store: SqlJobStore, user: Use
     await store.add_tasks(job.id, Phase.PROCESS, [NewTask(0, "", "m"), NewTask(1, "m", None)])
     await store.complete_task(examine.id, "w", next_state=JobState.PROCESSING)
     first, second = await claim(store, "a"), await claim(store, "b")
-    await store.checkpoint(first.id, "a", key="l", progress=Progress(),
-                           state_data={"plan": {"copy": [3, 300], "skip": [1, 10]}})
-    await store.checkpoint(second.id, "b", key="z", progress=Progress(),
-                           state_data={"plan": {"copy": [2, 20]}})
+    await store.checkpoint(
+        first.id,
+        "a",
+        key="l",
+        progress=Progress(),
+        state_data={"plan": {"copy": [3, 300], "skip": [1, 10]}},
+    )
+    await store.checkpoint(
+        second.id, "b", key="z", progress=Progress(), state_data={"plan": {"copy": [2, 20]}}
+    )
     assert not await store.complete_task(first.id, "a", next_state=JobState.EXECUTING)
     got = await store.get_job(job.id)
     assert got is not None and got.plan is None
     assert await store.complete_task(second.id, "b", next_state=JobState.EXECUTING)
     got = await store.get_job(job.id)
     assert got is not None and got.state is JobState.EXECUTING
-    assert got.plan == {"copy": {"objects": 5, "bytes": 320},
-                        "skip": {"objects": 1, "bytes": 10}}
+    assert got.plan == {"copy": {"objects": 5, "bytes": 320}, "skip": {"objects": 1, "bytes": 10}}
 
 
 async def test_totals_published_when_the_last_examine_range_ends(
@@ -366,10 +427,14 @@ async def test_totals_published_when_the_last_examine_range_ends(
     assert got is not None and got.state is JobState.EXAMINING and got.totals is None
     second = await claim(store, "v")
     assert (second.phase, second.start_key, second.end_key) == (Phase.EXAMINE, "m", None)
-    await store.add_tasks(job.id, Phase.PROCESS, [
-        NewTask(1_000_000, "m", "t", objects=4, bytes=400),
-        NewTask(1_000_001, "t", None, objects=0, bytes=0),
-    ])
+    await store.add_tasks(
+        job.id,
+        Phase.PROCESS,
+        [
+            NewTask(1_000_000, "m", "t", objects=4, bytes=400),
+            NewTask(1_000_001, "t", None, objects=0, bytes=0),
+        ],
+    )
     assert await store.complete_task(second.id, "v", next_state=JobState.PROCESSING)
     got = await store.get_job(job.id)
     assert got is not None and got.state is JobState.PROCESSING
